@@ -1,0 +1,161 @@
+"""``slmdeploy.export()``: model source + target -> verified artifact directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from slmdeploy.errors import ArtifactError, ExportError, OutputDirError
+from slmdeploy.export import cache
+from slmdeploy.export.artifact import Artifact
+from slmdeploy.export.manifest import MANIFEST_NAME, FileEntry, Manifest
+from slmdeploy.export.source import ModelSource, resolve, sha256_file
+from slmdeploy.export.target import Target, load_target
+from slmdeploy.progress import Stages
+
+DEFAULT_TARGET = "host-xnnpack"
+
+
+def default_out_dir(source: ModelSource, target: Target, max_seq_len: int) -> Path:
+    suffix = "" if max_seq_len == target.max_seq_len else f"-s{max_seq_len}"
+    return Path("artifacts") / f"{source.name}-{target.name}{suffix}"
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Fail before any work if ``out_dir`` cannot receive the artifact."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise OutputDirError(f"output path {out_dir} is a file; pass a directory with --out.")
+        if any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).exists():
+            raise OutputDirError(
+                f"output directory {out_dir} is not empty and holds no artifact; pass a new or empty directory."
+            )
+    parent = out_dir.resolve().parent
+    probe_dir = out_dir if out_dir.exists() else parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputDirError(f"cannot create output directory {out_dir}: {err.strerror}. Pick another --out.") from None
+    if not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise OutputDirError(f"output directory {probe_dir} is not writable; pick another --out or fix its permissions.")
+
+
+def _runtime_export(source: ModelSource, target: Target, max_seq_len: int, work: Path, stage: Stages):
+    if target.runtime != "executorch":
+        from slmdeploy.export import backends
+
+        return backends.export(source, target, max_seq_len, work, stage)
+    from slmdeploy.export.executorch import exporter
+
+    if source.is_llm:
+        return exporter.export_llm(source, target, max_seq_len, work, stage)
+    return exporter.export_module(source, target, work, stage)
+
+
+def _verify(result, target: Target, source: ModelSource) -> dict[str, Any]:
+    from slmdeploy.export import backends
+
+    return backends.verify(result, target, source)
+
+
+def export(
+    model: str | Path | ModelSource,
+    target: str | Path | Target = DEFAULT_TARGET,
+    out_dir: str | Path | None = None,
+    *,
+    max_seq_len: int | None = None,
+    force: bool = False,
+    verify: bool = True,
+    progress: bool = True,
+) -> Artifact:
+    """Export ``model`` (zoo name, HF checkpoint dir or ``ModelSource``) for ``target``.
+
+    The result is cached by content: exporting the same model for the same target again
+    returns the cached artifact (``artifact.cache_hit``) without rebuilding anything.
+    """
+    source = resolve(model)
+    target = target if isinstance(target, Target) else load_target(target)
+    seq = int(max_seq_len or target.max_seq_len)
+    if seq < 2:
+        raise ExportError(f"max_seq_len must be at least 2, got {seq}.")
+    out = Path(out_dir) if out_dir is not None else default_out_dir(source, target, seq)
+    _check_out_dir(out)
+
+    tools = cache.tool_versions()
+    target_desc = target.as_dict() | {"max_seq_len": seq}
+    key = cache.cache_key(source.fingerprint, target_desc, tools)
+    entry = cache.entry_dir(key)
+    if entry.exists() and not force:
+        try:
+            Artifact.open(entry).verify()
+            cache.materialize(entry, out)
+            artifact = Artifact.open(out)
+            artifact.cache_hit = True
+            return artifact
+        except ArtifactError:
+            shutil.rmtree(entry, ignore_errors=True)  # a damaged entry is rebuilt below
+
+    stages = Stages(f"export {source.name} -> {target.name}", show=progress)
+    start = time.perf_counter()
+    work = cache.staging_dir(key)
+    try:
+        result = _runtime_export(source, target, seq, work, stages)
+        for file in source.tokenizer_files():
+            shutil.copy2(file, work / file.name)
+            result.files.append((work / file.name, "tokenizer"))
+        with stages("verify against eager PyTorch"):
+            verification = _verify(result, target, source) if verify else {"status": "skipped"}
+        with stages("hash files + manifest"):
+            files = [
+                FileEntry(path=p.name, role=role, size=p.stat().st_size, sha256=sha256_file(p))
+                for p, role in result.files
+            ]
+            manifest = Manifest(
+                name=out.name,
+                model={
+                    "id": source.name,
+                    "source": source.kind,
+                    "fingerprint": source.fingerprint,
+                    "params": _count_params(result.reference),
+                    "architecture": source.facts(),
+                    "config": source.config,
+                },
+                runtime=target.runtime,
+                target=target_desc,
+                delegates=list(target.delegates),
+                quantization=result.quantization,
+                methods=result.methods,
+                files=files,
+                tools=tools,
+                export={
+                    "wall_s": round(time.perf_counter() - start, 3),
+                    "stages": stages.timings,
+                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "cache_key": key,
+                },
+                llm=result.llm,
+                delegation=result.delegation,
+                verification=verification,
+            )
+            manifest.write(work)
+        entry = cache.commit(work, key)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    cache.materialize(entry, out)
+    return Artifact.open(out)
+
+
+def _count_params(module) -> int | None:
+    if module is None:
+        return None
+    seen, total = set(), 0
+    for p in module.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total

@@ -1,0 +1,1 @@
+"""ExecuTorch export: wrap -> quantize -> torch.export -> lower to delegates -> .pte."""

@@ -1,0 +1,133 @@
+"""ExecuTorch exporter: eager model -> .pte with the target's delegates and quantization."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ContextManager
+
+import torch
+
+from slmdeploy.errors import ExportError
+from slmdeploy.export.executorch import lower, quantize
+from slmdeploy.export.executorch.llm_module import StaticCacheLM
+from slmdeploy.export.manifest import LLM_CONVENTION, LLMSpec, MethodSpec, TensorSpec
+from slmdeploy.export.source import ModelSource
+from slmdeploy.export.target import Target
+
+MODEL_FILE = "model.pte"
+Stage = Callable[[str], ContextManager[None]]
+
+
+@dataclass
+class ExportResult:
+    """What a runtime exporter hands back to the generic pipeline."""
+
+    files: list[tuple[Path, str]]  # (path, role)
+    methods: list[MethodSpec]
+    quantization: dict[str, Any]
+    llm: LLMSpec | None = None
+    delegation: dict[str, Any] = field(default_factory=dict)
+    reference: Any = None  # eager float module, for the parity check
+    program: Path | None = None
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _check_seq_len(source: ModelSource, max_seq_len: int) -> None:
+    limit = source.config.get("max_position_embeddings")
+    if limit and max_seq_len > limit:
+        raise ExportError(
+            f"max_seq_len {max_seq_len} exceeds the model's max_position_embeddings {limit}; "
+            f"use --max-seq-len {limit} or less."
+        )
+    window = source.config.get("sliding_window")
+    if window and source.config.get("use_sliding_window", True) and max_seq_len > window:
+        raise ExportError(f"max_seq_len {max_seq_len} exceeds the model's sliding window {window}.")
+
+
+def _lower_and_save(exported, target: Target, out_dir: Path, stage: Stage) -> tuple[Path, dict[str, Any]]:
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    with stage("lower to edge + delegate"):
+        edge = to_edge_transform_and_lower(
+            exported,
+            partitioner=lower.partitioners(target.delegates, target.options),
+            compile_config=EdgeCompileConfig(_check_ir_validity=False),
+        )
+        report = lower.delegation_report(edge.exported_program().graph_module)
+    with stage("emit .pte"):
+        program = edge.to_executorch()
+        path = out_dir / MODEL_FILE
+        with open(path, "wb") as fh:
+            program.write_to_file(fh)
+    return path, report
+
+
+def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: Path, stage: Stage) -> ExportResult:
+    _check_seq_len(source, max_seq_len)
+    with stage("build model"):
+        model = source.build()
+        reference = StaticCacheLM(copy.deepcopy(model), max_seq_len).eval()
+    with stage(f"quantize ({target.quantization})"):
+        quant = quantize.describe(target.quantization, target.options)
+        wrapped = StaticCacheLM(quantize.apply(model, target.quantization, target.options), max_seq_len).eval()
+    with stage("torch.export"), torch.no_grad():
+        try:
+            exported = torch.export.export(
+                wrapped, wrapped.example_inputs(), dynamic_shapes=wrapped.dynamic_shapes(), strict=True
+            )
+        except Exception as err:  # torch.export failures are long; keep the first line
+            raise ExportError(
+                f"torch.export failed for {source.name} ({source.facts().get('architecture')}): "
+                f"{str(err).strip().splitlines()[0]}"
+            ) from err
+    path, report = _lower_and_save(exported, target, out_dir, stage)
+    vocab = int(source.config["vocab_size"])
+    io_in = [TensorSpec("tokens", "int64", [1, "seq"]), TensorSpec("input_pos", "int64", ["seq"])]
+    io_out = [TensorSpec("logits", "float32", [1, vocab])]
+    return ExportResult(
+        files=[(path, "model")],
+        methods=[MethodSpec("forward", io_in, io_out)],
+        quantization=quant,
+        llm=LLMSpec(
+            convention=LLM_CONVENTION,
+            max_seq_len=max_seq_len,
+            vocab_size=vocab,
+            prefill_method="forward",
+            decode_method="forward",
+        ),
+        delegation=report,
+        reference=reference,
+        program=path,
+    )
+
+
+def export_module(source: ModelSource, target: Target, out_dir: Path, stage: Stage) -> ExportResult:
+    """Any nn.Module with example inputs: one static-shape ``forward`` method."""
+    with stage("build model"):
+        model = source.build()
+        reference = copy.deepcopy(model).eval()
+    with stage(f"quantize ({target.quantization})"):
+        quant = quantize.describe(target.quantization, target.options)
+        model = quantize.apply(model, target.quantization, target.options)
+    inputs = source.example_inputs or ()
+    with stage("torch.export"), torch.no_grad():
+        exported = torch.export.export(model, inputs, strict=False)
+    path, report = _lower_and_save(exported, target, out_dir, stage)
+    with torch.no_grad():
+        outputs = reference(*inputs)
+    outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+    spec_in = [TensorSpec(f"input_{i}", _dtype_name(t.dtype), list(t.shape)) for i, t in enumerate(inputs)]
+    spec_out = [TensorSpec(f"output_{i}", _dtype_name(t.dtype), list(t.shape)) for i, t in enumerate(outputs)]
+    return ExportResult(
+        files=[(path, "model")],
+        methods=[MethodSpec("forward", spec_in, spec_out)],
+        quantization=quant,
+        delegation=report,
+        reference=reference,
+        program=path,
+    )

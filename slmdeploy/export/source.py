@@ -1,0 +1,163 @@
+"""Where a model comes from: a zoo architecture, a local HF checkpoint, or an nn.Module.
+
+A source knows its identity (name, architecture facts, parameter count) and a content
+fingerprint *without* building the model, so the export cache can answer first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from slmdeploy import zoo
+from slmdeploy.errors import UnknownModelError
+
+ZOO_SEED = 0
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "generation_config.json",
+)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def architecture_facts(config: dict[str, Any]) -> dict[str, Any]:
+    """The facts that decide latency and memory, named the same for every family."""
+    heads = config.get("num_attention_heads")
+    hidden = config.get("hidden_size")
+    return {
+        "architecture": (config.get("architectures") or [config.get("model_type")])[0],
+        "model_type": config.get("model_type"),
+        "layers": config.get("num_hidden_layers"),
+        "hidden_size": hidden,
+        "heads": heads,
+        "kv_heads": config.get("num_key_value_heads", heads),
+        "head_dim": config.get("head_dim") or (hidden // heads if hidden and heads else None),
+        "intermediate_size": config.get("intermediate_size"),
+        "vocab_size": config.get("vocab_size"),
+        "max_position_embeddings": config.get("max_position_embeddings"),
+        "tie_word_embeddings": config.get("tie_word_embeddings", False),
+        "activation": config.get("hidden_act") or config.get("hidden_activation"),
+    }
+
+
+@dataclass
+class ModelSource:
+    """A model to export. ``build()`` makes the eager float32 module."""
+
+    name: str
+    kind: str  # "zoo" | "hf" | "module"
+    fingerprint: str
+    config: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    builder: Callable[[], Any] | None = None
+    example_inputs: tuple[Any, ...] | None = None
+
+    @property
+    def is_llm(self) -> bool:
+        return self.kind in ("zoo", "hf")
+
+    def facts(self) -> dict[str, Any]:
+        return architecture_facts(self.config) if self.config else {}
+
+    def tokenizer_files(self) -> list[Path]:
+        if self.path is None:
+            return []
+        return [self.path / n for n in TOKENIZER_FILES if (self.path / n).is_file()]
+
+    def build(self):
+        """The eager model in float32, eval mode."""
+        import torch
+
+        if self.builder is not None:
+            return self.builder()
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        if self.kind == "zoo":
+            config = AutoConfig.for_model(**self.config)
+            torch.manual_seed(ZOO_SEED)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        else:
+            try:
+                model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32)
+            except (OSError, ValueError) as err:
+                raise UnknownModelError(
+                    f"cannot load the checkpoint in {self.path}: {str(err).splitlines()[0]} "
+                    "Check that it holds config.json and model.safetensors from save_pretrained()."
+                ) from None
+        return model.eval()
+
+
+def from_zoo(name: str) -> ModelSource:
+    entry = zoo.get(name)
+    fingerprint = hashlib.sha256(_canonical({"zoo": entry.hf_config, "seed": ZOO_SEED})).hexdigest()
+    return ModelSource(name=name, kind="zoo", fingerprint=fingerprint, config=entry.hf_config)
+
+
+def from_checkpoint(path: Path) -> ModelSource:
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise UnknownModelError(
+            f"{path} is not a Hugging Face checkpoint: it has no config.json. "
+            "Pass a directory written by save_pretrained(), or a zoo model name."
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise UnknownModelError(f"{config_path} is not valid JSON ({err}); re-save the checkpoint.") from None
+    weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+    if not weights:
+        raise UnknownModelError(f"{path} has config.json but no weights (*.safetensors); re-save the checkpoint.")
+    digest = hashlib.sha256(_canonical(config))
+    for file in weights:
+        digest.update(file.name.encode())
+        digest.update(sha256_file(file).encode())
+    return ModelSource(name=path.resolve().name, kind="hf", fingerprint=digest.hexdigest(), config=config, path=path)
+
+
+def resolve(model: Any) -> ModelSource:
+    """A zoo name, a checkpoint directory, or an already-made ``ModelSource``."""
+    if isinstance(model, ModelSource):
+        return model
+    candidate = Path(str(model)).expanduser()
+    if candidate.is_dir():
+        return from_checkpoint(candidate)
+    if isinstance(model, str) and ("/" in model or model.startswith(".")) and not candidate.exists():
+        raise UnknownModelError(f"checkpoint directory {model} does not exist.")
+    return from_zoo(str(model))
+
+
+def from_module(name: str, module: Any, example_inputs: tuple[Any, ...]) -> ModelSource:
+    """Any ``torch.nn.Module`` with example inputs (non-LLM models too); fingerprinted by its weights."""
+    digest = hashlib.sha256(name.encode())
+    digest.update(repr(module).encode())
+    for key, tensor in module.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for tensor in example_inputs:
+        digest.update(repr((tuple(tensor.shape), str(tensor.dtype))).encode())
+    return ModelSource(
+        name=name,
+        kind="module",
+        fingerprint=digest.hexdigest(),
+        builder=lambda: module.eval(),
+        example_inputs=tuple(example_inputs),
+    )
