@@ -1,0 +1,7 @@
+"""Analysis: traces and stored runs as pandas DataFrames, tables and comparisons."""
+
+from slmdeploy.analysis.metrics import summarize
+from slmdeploy.analysis.runs import load_runs
+from slmdeploy.analysis.table import comparison
+
+__all__ = ["comparison", "load_runs", "summarize"]

@@ -1,0 +1,40 @@
+"""``load_runs``: run directories and result databases -> one pandas DataFrame, a row per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from slmdeploy.analysis.records import is_run_dir, record
+from slmdeploy.analysis.store import read_table
+from slmdeploy.errors import SlmdeployError
+
+
+def _expand(path: Path) -> list[dict]:
+    if path.is_file() and path.suffix == ".duckdb":
+        return read_table(path).to_dict("records")
+    if path.is_dir() and is_run_dir(path):
+        return [record(path)]
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
+        if found:
+            return [record(p) for p in found]
+    raise SlmdeployError(
+        f"{path} is neither a run directory (with run.json), a folder of runs, nor a results .duckdb file."
+    )
+
+
+def load_runs(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """Every run under ``paths``; a run found twice (directory and database) appears once."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    rows: list[dict] = []
+    for path in paths:
+        rows.extend(_expand(Path(path)))
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame = frame.drop_duplicates(subset="run_id", keep="last")
+    return frame.sort_values("started_at", kind="stable").reset_index(drop=True)

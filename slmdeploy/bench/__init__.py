@@ -1,0 +1,6 @@
+"""Benchmark: run an artifact's workload on a device and store the result."""
+
+from slmdeploy.bench.api import RunResult, bench
+from slmdeploy.bench.workload import Workload
+
+__all__ = ["RunResult", "Workload", "bench"]

@@ -1,0 +1,224 @@
+"""``slmdeploy.bench()``: artifact + device + workload -> a stored, analysed run.
+
+    deploy (verified, cached) -> run the harness in a fresh device run dir -> pull the
+    trace into the local run dir -> summarise -> store in the results database.
+
+Whatever happens, the run directory keeps what was measured and says whether it is
+complete; a harness failure is raised only after that is written.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmdeploy.analysis.metrics import summarize
+from slmdeploy.analysis.records import TRACE_FILE
+from slmdeploy.analysis.store import DB_NAME, store_run
+from slmdeploy.bench import harnesses
+from slmdeploy.bench.rundir import RunDir, now_iso
+from slmdeploy.bench.workload import Workload
+from slmdeploy.devices import Device, open_device
+from slmdeploy.devices.deploy import deploy_file
+from slmdeploy.errors import DeviceError, HarnessError, SlmdeployError
+from slmdeploy.export.artifact import Artifact
+from slmdeploy.harness.protocol import EXIT_OK, HarnessArgs
+from slmdeploy.harness.trace import read_trace
+
+DEFAULT_RUNS_DIR = Path("runs")
+PULLED = (TRACE_FILE, "harness.stdout", "harness.stderr")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str  # "complete" | "incomplete" | "failed"
+    summary: dict[str, Any]
+    meta: dict[str, Any]
+
+    def row(self) -> dict[str, Any]:
+        from slmdeploy.analysis.records import record
+
+        return record(self.run_dir)
+
+
+def resolve_artifact(artifact: str | Path | Artifact, progress: bool) -> Artifact:
+    """An artifact directory, or a model name (exported for this host first, cached)."""
+    if isinstance(artifact, Artifact):
+        return artifact
+    path = Path(artifact)
+    if path.is_dir() or path.name == "manifest.json":
+        return Artifact.open(path)
+    from slmdeploy.export import export
+
+    return export(str(artifact), progress=progress)
+
+
+def _kill_strays(device: Device) -> None:
+    """Harnesses left running by an earlier, interrupted run on this device."""
+    runs = shlex.quote(f"{device.workdir}/runs")
+    device.shell(
+        f"for p in {runs}/*/harness.pid; do [ -f \"$p\" ] && kill -9 $(cat \"$p\") 2>/dev/null; rm -f \"$p\"; done; true",
+        timeout=30,
+    )
+
+
+def _deploy(device: Device, artifact: Artifact, plan: harnesses.HarnessPlan, progress: bool) -> tuple[str, list[str]]:
+    entry = artifact.manifest.model_file
+    model_remote, _ = deploy_file(device, artifact.model_file, entry.sha256, progress=progress)
+    if plan.name == "python":
+        return model_remote, plan.command
+    from slmdeploy.export.source import sha256_file
+
+    binary, *libs = plan.files
+    lib_dir = f"{device.workdir}/lib"
+    device.shell(["mkdir", "-p", lib_dir], timeout=30)
+    for lib in libs:
+        remote, _ = deploy_file(device, lib, sha256_file(lib), progress=progress)
+        device.shell(["ln", "-sf", remote, f"{lib_dir}/{lib.name}"], timeout=30)
+    remote_bin, _ = deploy_file(device, binary, sha256_file(binary), executable=True, progress=progress)
+    return model_remote, ["env", f"LD_LIBRARY_PATH={lib_dir}", remote_bin]
+
+
+def _harness_args(artifact: Artifact, workload: Workload, model_remote: str, run_id: str, etdump: bool) -> HarnessArgs:
+    m = artifact.manifest
+    args = HarnessArgs(
+        model=model_remote,
+        trace=TRACE_FILE,
+        runtime=m.runtime,
+        warmup=workload.warmup,
+        runs=workload.runs,
+        threads=workload.threads,
+        seed=workload.seed,
+        telemetry_interval_ms=workload.telemetry_interval_ms,
+        run_id=run_id,
+        artifact_sha256=m.model_file.sha256,
+        etdump="etdump.etdp" if etdump else "",
+    )
+    if m.llm is not None:
+        args.workload = "llm"
+        args.prompt_tokens, args.gen_tokens = workload.prompt_tokens, workload.gen_tokens
+        args.max_seq_len, args.vocab_size = m.llm.max_seq_len, m.llm.vocab_size
+        args.prefill_method, args.decode_method = m.llm.prefill_method, m.llm.decode_method
+    else:
+        args.workload, args.iterations, args.method = "generic", workload.iterations, m.methods[0].name
+    return args
+
+
+def _run_once(device: Device, rd: RunDir, command: list[str], args: HarnessArgs, timeout: float, etdump: bool) -> int:
+    remote_run = f"{device.workdir}/runs/{rd.run_id}"
+    q = shlex.quote
+    device.shell(["mkdir", "-p", remote_run], timeout=30)
+    line = (
+        f"cd {q(remote_run)} && echo $$ > harness.pid && "
+        f"exec {shlex.join(command + args.argv())} > harness.stdout 2> harness.stderr"
+    )
+    exit_code: int | None = None
+    error: str | None = None
+    try:
+        exit_code = device.shell(line, timeout=timeout).exit_code
+    except DeviceError as err:  # dropped connection or timeout: pull what is there
+        error = str(err)
+        _kill_strays_quiet(device)
+    for name in PULLED + (("etdump.etdp",) if etdump else ()):
+        try:
+            device.pull(f"{remote_run}/{name}", rd.path / name)
+        except (DeviceError, OSError):
+            pass
+    if error is not None:
+        raise DeviceError(error)
+    return exit_code if exit_code is not None else -1
+
+
+def _kill_strays_quiet(device: Device) -> None:
+    try:
+        _kill_strays(device)
+    except SlmdeployError:
+        pass
+
+
+def bench(
+    artifact: str | Path | Artifact,
+    device: str | Device = "local",
+    *,
+    workload: Workload | None = None,
+    harness: str = "auto",
+    runs_dir: str | Path = DEFAULT_RUNS_DIR,
+    db: str | Path | None = None,
+    timeout: float = 1800.0,
+    retries: int = 0,
+    etdump: bool = False,
+    progress: bool = True,
+) -> RunResult:
+    """Benchmark ``artifact`` on ``device``; see the module docstring for the flow."""
+    workload = workload or Workload()
+    art = resolve_artifact(artifact, progress)
+    art.verify()
+    workload.check(art.manifest)
+    dev = open_device(device)
+    runs_dir = Path(runs_dir)
+    rd = RunDir.create(runs_dir, art.name, dev.spec)
+    db_path = Path(db) if db else runs_dir / DB_NAME
+    m = art.manifest
+    rd.update(
+        run_id=rd.run_id, status="running", started_at=now_iso(), model=m.model.get("id"),
+        params=m.model.get("params"), artifact=m.name, artifact_path=str(art.path.resolve()),
+        artifact_sha256=m.model_file.sha256, model_size=m.model_file.size, runtime=m.runtime,
+        delegates=m.delegates, quant=m.quantization.get("scheme"), target=m.target.get("name"),
+        device=dev.spec, workload=workload.to_dict(),
+    )
+    shutil.copy2(art.path / "manifest.json", rd.path / "manifest.json")
+    try:
+        with dev.lock():
+            info = dev.info()
+            rd.write_json("device.json", info.to_dict())
+            plan = harnesses.plan(harness, getattr(dev, "transport", "local"), info, art)
+            rd.update(device_model=info.model, device_soc=info.soc, device_abi=info.abi, harness=plan.name)
+            _kill_strays(dev)
+            model_remote, command = _deploy(dev, art, plan, progress)
+            args = _harness_args(art, workload, model_remote, rd.run_id, etdump)
+            attempts = 0
+            while True:
+                attempts += 1
+                start = time.perf_counter()
+                try:
+                    exit_code = _run_once(dev, rd, command, args, timeout, etdump)
+                    failure = None
+                except DeviceError as err:
+                    exit_code, failure = None, str(err)
+                trace = read_trace(rd.path / TRACE_FILE) if (rd.path / TRACE_FILE).exists() else None
+                complete = bool(trace and trace.complete and exit_code == EXIT_OK)
+                rd.update(attempts=attempts, harness_exit_code=exit_code, wall_s=round(time.perf_counter() - start, 3))
+                if complete or attempts > retries:
+                    break
+                if trace is not None:  # keep the interrupted attempt's measurements beside the retry
+                    (rd.path / TRACE_FILE).rename(rd.path / f"trace.attempt{attempts}.jsonl")
+    except BaseException as err:
+        rd.update(status="failed" if not (rd.path / TRACE_FILE).exists() else "incomplete",
+                  finished_at=now_iso(), error=str(err) or type(err).__name__)
+        _store_quietly(rd, db_path)
+        raise
+    status = "complete" if complete else "incomplete"
+    error = None
+    if not complete:
+        stderr_file = rd.path / "harness.stderr"
+        stderr_tail = stderr_file.read_text(errors="replace").strip().splitlines()[-1:] if stderr_file.exists() else []
+        error = failure or (trace.error if trace else None) or (stderr_tail[0] if stderr_tail else f"harness exit {exit_code}")
+    rd.update(status=status, finished_at=now_iso(), error=error)
+    store_run(rd.path, db_path)
+    summary = summarize(read_trace(rd.path / TRACE_FILE)) if (rd.path / TRACE_FILE).exists() else {}
+    result = RunResult(run_dir=rd.path, status=status, summary=summary, meta=rd.meta)
+    if not complete:
+        raise HarnessError(f"run {rd.run_id} is {status}: {error}. What was measured is kept in {rd.path}.")
+    return result
+
+
+def _store_quietly(rd: RunDir, db: Path) -> None:
+    try:
+        store_run(rd.path, db)
+    except Exception:  # the run directory is the record; the database is an index of it
+        pass

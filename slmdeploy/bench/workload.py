@@ -1,0 +1,42 @@
+"""What to measure: the workload every harness runs (protocol v1)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from slmdeploy.errors import WorkloadError
+from slmdeploy.export.manifest import Manifest
+
+
+@dataclass
+class Workload:
+    prompt_tokens: int = 128
+    gen_tokens: int = 64
+    warmup: int = 1
+    runs: int = 5
+    threads: int = 0
+    seed: int = 0
+    iterations: int = 10  # generic workload: invocations per run
+    telemetry_interval_ms: int = 500
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def check(self, manifest: Manifest) -> None:
+        """Reject, before touching a device, what the artifact cannot run."""
+        if self.runs < 1:
+            raise WorkloadError(f"--runs must be at least 1, got {self.runs}.")
+        if self.warmup < 0 or self.threads < 0:
+            raise WorkloadError("--warmup and --threads cannot be negative.")
+        if manifest.llm is None:
+            return
+        if self.prompt_tokens < 1 or self.gen_tokens < 0:
+            raise WorkloadError("--prompt must be at least 1 token and --gen at least 0.")
+        total = self.prompt_tokens + self.gen_tokens
+        limit = manifest.llm.max_seq_len
+        if total > limit:
+            raise WorkloadError(
+                f"prompt {self.prompt_tokens} + generation {self.gen_tokens} = {total} tokens exceed the artifact's "
+                f"max sequence length {limit}; lower --prompt/--gen or export with --max-seq-len {total}."
+            )

@@ -1,0 +1,1 @@
+"""The ``slmdeploy`` command line: thin Click commands over the Python API."""

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from slmdeploy.cli.common import emit_json, json_option, stdout
+
+
+@click.command("bench")
+@click.argument("artifact")
+@click.option("--device", "-d", default="local", show_default=True, help="local, adb:SERIAL, adb-direct:HOST:PORT or ssh:USER@HOST[:PORT].")
+@click.option("--prompt", "-p", "prompt_tokens", default=128, show_default=True, help="Prompt tokens per prefill.")
+@click.option("--gen", "-g", "gen_tokens", default=64, show_default=True, help="Decode steps per run.")
+@click.option("--runs", "-r", default=5, show_default=True, help="Measured repetitions.")
+@click.option("--warmup", default=1, show_default=True, help="Warm-up repetitions (traced, not counted).")
+@click.option("--threads", "-t", default=0, show_default=True, help="CPU threads (0 = runtime default).")
+@click.option("--iterations", default=10, show_default=True, help="Generic (non-LLM) artifacts: calls per run.")
+@click.option("--harness", type=click.Choice(["auto", "python", "native"]), default="auto", show_default=True)
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Where run directories and results.duckdb go.")
+@click.option("--db", type=click.Path(path_type=Path), help="Results database [default: RUNS_DIR/results.duckdb].")
+@click.option("--timeout", default=1800.0, show_default=True, help="Seconds before the harness run is abandoned.")
+@click.option("--retries", default=0, show_default=True, help="Re-run an interrupted run this many times.")
+@click.option("--telemetry-ms", default=500, show_default=True, help="Telemetry sampling period (0 = off).")
+@click.option("--etdump", is_flag=True, help="ExecuTorch: write and pull an op-level ETDump profile.")
+@json_option
+def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, runs: int, warmup: int, threads: int,
+              iterations: int, harness: str, runs_dir: Path, db: Path | None, timeout: float, retries: int,
+              telemetry_ms: int, etdump: bool, as_json: bool) -> None:
+    """Benchmark ARTIFACT (an artifact directory, or a model name exported for this host) on a device.
+
+    \b
+    Example:
+      slmdeploy bench llama-tiny                      # export (cached) + bench on this host
+      slmdeploy bench artifacts/smollm2-135m-host-xnnpack -p 64 -g 32 -r 3 --json
+      slmdeploy bench artifacts/x --device adb:R58N12ABCDE --harness native
+    """
+    from slmdeploy.analysis.table import results_table
+    from slmdeploy.bench import Workload, bench
+    from slmdeploy.analysis import load_runs
+
+    workload = Workload(prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, warmup=warmup, runs=runs, threads=threads,
+                        iterations=iterations, telemetry_interval_ms=telemetry_ms)
+    result = bench(artifact, device, workload=workload, harness=harness, runs_dir=runs_dir, db=db, timeout=timeout,
+                   retries=retries, etdump=etdump, progress=not as_json)
+    frame = load_runs(result.run_dir)
+    if as_json:
+        emit_json({"run_dir": str(result.run_dir), "status": result.status, "result": frame.to_dict("records")[0]})
+        return
+    stdout.print(results_table(frame))
+    stdout.print(f"[dim]run directory: {result.run_dir}[/]")

@@ -1,0 +1,49 @@
+"""What every command shares: one-line errors, JSON output, quiet library logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from slmdeploy.errors import SlmdeployError
+
+# Wide tables stay readable when piped to a file or a CI log (no terminal width to go by).
+stdout = Console(width=None if sys.stdout.isatty() else 200)
+stderr = Console(stderr=True)
+
+
+def quiet_libraries() -> None:
+    """Torch/torchao/executorch log a lot at import; users want our output only."""
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    for name in ("torchao", "torch", "executorch", "transformers", "absl", "root"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+
+
+class Group(click.Group):
+    """Turns ``SlmdeployError`` into one line on stderr and its exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SlmdeployError as err:
+            stderr.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            stderr.print("[bold red]interrupted[/]: what was already measured is kept in the run directory.")
+            sys.exit(130)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")

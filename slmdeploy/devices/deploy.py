@@ -1,0 +1,94 @@
+"""Verified deployment onto a device: content-addressed, atomic, checked after every push.
+
+Files live on the device as ``<workdir>/blobs/<sha256>``. A push goes to a temporary name,
+is hashed *on the device*, and only then renamed into place, so a corrupted or
+half-pushed file is never run. An unchanged file is not pushed again: its blob and the
+``.ok`` marker written after verification are still there.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+from pathlib import Path
+
+from slmdeploy.devices.base import Device
+from slmdeploy.errors import DeviceError
+from slmdeploy.progress import transfer_progress
+
+HEADROOM = 1.05  # free space wanted beyond the file size
+
+
+def blob_path(device: Device, sha256: str) -> str:
+    return f"{device.workdir}/blobs/{sha256}"
+
+
+def _run(device: Device, cmd: list[str] | str, what: str, timeout: float = 120.0) -> str:
+    result = device.shell(cmd, timeout=timeout)
+    if not result.ok:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise DeviceError(f"{device.spec}: {what} failed (exit {result.exit_code}): {detail[-1] if detail else ''}")
+    return result.stdout
+
+
+def remote_sha256(device: Device, path: str, timeout: float = 600.0) -> str:
+    out = _run(device, ["sha256sum", path], f"sha256 of {path}", timeout=timeout)
+    return out.split()[0] if out.split() else ""
+
+
+def free_kib(device: Device, path: str) -> int | None:
+    """Available KiB on the file system holding ``path`` (``df -k``; None if unreadable)."""
+    result = device.shell(["df", "-k", path], timeout=30)
+    lines = [l.split() for l in result.stdout.strip().splitlines()[1:] if l.strip()]
+    if not result.ok or not lines:
+        return None
+    fields = [f for line in lines for f in line]
+    try:
+        return int(fields[3])
+    except (IndexError, ValueError):
+        return None
+
+
+def is_deployed(device: Device, sha256: str, size: int) -> bool:
+    blob = blob_path(device, sha256)
+    q = shlex.quote
+    result = device.shell(f"cat {q(blob + '.ok')} 2>/dev/null && stat -c %s {q(blob)} 2>/dev/null", timeout=30)
+    parts = result.stdout.split()
+    return result.ok and len(parts) == 2 and parts[0] == sha256 and parts[1] == str(size)
+
+
+def deploy_file(
+    device: Device, local: Path, sha256: str, *, executable: bool = False, progress: bool = True, timeout: float = 600.0
+) -> tuple[str, bool]:
+    """Put ``local`` on the device; returns (remote path, pushed?)."""
+    local = Path(local)
+    size = local.stat().st_size
+    blob = blob_path(device, sha256)
+    if is_deployed(device, sha256, size):
+        return blob, False
+    blobs = f"{device.workdir}/blobs"
+    _run(device, ["mkdir", "-p", blobs], "mkdir")
+    available = free_kib(device, blobs)
+    if available is not None and available * 1024 < size * HEADROOM:
+        raise DeviceError(
+            f"{device.spec} has {available // 1024} MiB free in {blobs}, {local.name} needs {size // (1 << 20) + 1} MiB: "
+            "free space on the device (e.g. remove old blobs with `slmdeploy devices clean`)."
+        )
+    tmp = f"{blobs}/.tmp-{sha256[:16]}-{secrets.token_hex(4)}"
+    try:
+        with transfer_progress(progress) as bar:
+            task = bar.add_task(f"push {local.name} -> {device.spec}", total=size)
+            device.push(local, tmp, progress=lambda n: bar.advance(task, n))
+        got = remote_sha256(device, tmp, timeout=timeout)
+        if got != sha256:
+            raise DeviceError(
+                f"{device.spec}: {local.name} arrived corrupted (sha256 {got[:12] or 'unreadable'} != {sha256[:12]}); "
+                "it was not put in place. Retry; check the cable or network if it repeats."
+            )
+        q = shlex.quote
+        chmod = f"chmod 755 {q(tmp)} && " if executable else ""
+        _run(device, f"{chmod}mv -f {q(tmp)} {q(blob)} && echo {sha256} > {q(blob + '.ok')}", "atomic rename")
+    except BaseException:
+        device.shell(["rm", "-f", tmp], timeout=30)
+        raise
+    return blob, True

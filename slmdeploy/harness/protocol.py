@@ -1,0 +1,48 @@
+"""Harness protocol v1: arguments (the same for every harness) and exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+PROTOCOL = "slmdeploy.trace/1"
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_LOAD_FAILED = 3
+EXIT_RUN_FAILED = 4
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class HarnessArgs:
+    """One harness invocation. ``argv()`` renders the documented command line."""
+
+    model: str
+    trace: str
+    runtime: str = "executorch"
+    workload: str = "llm"  # "llm" | "generic"
+    prompt_tokens: int = 128
+    gen_tokens: int = 64
+    max_seq_len: int = 0
+    vocab_size: int = 0
+    prefill_method: str = "forward"
+    decode_method: str = "forward"
+    method: str = "forward"
+    iterations: int = 10
+    warmup: int = 1
+    runs: int = 5
+    threads: int = 0
+    seed: int = 0
+    telemetry_interval_ms: int = 500
+    run_id: str = ""
+    artifact_sha256: str = ""
+    etdump: str = ""
+
+    def argv(self) -> list[str]:
+        args: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value in ("", None):
+                continue
+            args += [f"--{f.name.replace('_', '-')}", str(value)]
+        return args

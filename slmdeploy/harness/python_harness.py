@@ -1,0 +1,231 @@
+"""The Python harness: protocol v1 on ExecuTorch's Python runtime.
+
+Runs wherever Python and the executorch wheel exist (this host, Linux boards). It is a
+plain script on purpose: it imports nothing from slmdeploy but the protocol helpers, so
+its own cost inside the timed region is one ``execute`` and one ``argmax`` per step.
+
+    python -m slmdeploy.harness.python_harness --model model.pte --trace trace.jsonl \
+        --workload llm --prompt-tokens 64 --gen-tokens 32 --max-seq-len 256 --vocab-size 49152
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from slmdeploy._version import __version__
+from slmdeploy.harness import memory, telemetry
+from slmdeploy.harness.protocol import (
+    EXIT_INTERRUPTED,
+    EXIT_LOAD_FAILED,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    PROTOCOL,
+    HarnessArgs,
+)
+from slmdeploy.harness.trace import TraceWriter
+
+T0 = time.monotonic_ns()
+
+
+def clock() -> int:
+    return time.monotonic_ns() - T0
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_args(argv: list[str]) -> HarnessArgs:
+    parser = argparse.ArgumentParser(prog="python_harness", description="slmdeploy harness (protocol v1)")
+    defaults = HarnessArgs(model="", trace="")
+    for name, value in vars(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=type(value), default=value, required=name in ("model", "trace"))
+    ns = parser.parse_args(argv)
+    args = HarnessArgs(**vars(ns))
+    if args.workload not in ("llm", "generic"):
+        raise UsageError(f"--workload must be llm or generic, got {args.workload!r}")
+    if args.runtime != "executorch":
+        raise UsageError(f"the Python harness runs ExecuTorch programs only, got --runtime {args.runtime}")
+    if args.workload == "llm":
+        if args.prompt_tokens < 1 or args.gen_tokens < 0:
+            raise UsageError("--prompt-tokens must be >= 1 and --gen-tokens >= 0")
+        if args.vocab_size < 1:
+            raise UsageError("--vocab-size is required for the llm workload")
+        if args.max_seq_len and args.prompt_tokens + args.gen_tokens > args.max_seq_len:
+            raise UsageError(
+                f"prompt {args.prompt_tokens} + generation {args.gen_tokens} tokens exceed "
+                f"the program's max sequence length {args.max_seq_len}"
+            )
+    if args.runs < 1 or args.warmup < 0:
+        raise UsageError("--runs must be >= 1 and --warmup >= 0")
+    return args
+
+
+def header(args: HarnessArgs, runtime_version: str) -> dict[str, Any]:
+    uname = platform.uname()
+    return {
+        "type": "header",
+        "t_ns": clock(),
+        "protocol": PROTOCOL,
+        "harness": {"name": "python", "version": __version__, "language": f"python {platform.python_version()}"},
+        "runtime": {"name": "executorch", "version": runtime_version},
+        "model": {"path": args.model, "size": os.path.getsize(args.model), "sha256": args.artifact_sha256},
+        "workload": {
+            "kind": args.workload,
+            "prompt_tokens": args.prompt_tokens,
+            "gen_tokens": args.gen_tokens,
+            "iterations": args.iterations,
+            "warmup": args.warmup,
+            "runs": args.runs,
+            "threads": args.threads,
+            "seed": args.seed,
+            "prefill_method": args.prefill_method,
+            "decode_method": args.decode_method,
+            "method": args.method,
+        },
+        "host": {
+            "hostname": socket.gethostname(),
+            "os": uname.system,
+            "kernel": uname.release,
+            "arch": uname.machine,
+            "cpus": os.cpu_count(),
+        },
+        "run_id": args.run_id,
+        "pid": os.getpid(),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+    }
+
+
+def run_llm(args: HarnessArgs, method, emit) -> int:
+    """Warm-up, then ``runs`` x (prefill P tokens, then G greedy decode steps)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(args.seed)
+    prompt = torch.randint(0, args.vocab_size, (1, args.prompt_tokens), generator=gen)
+    prompt_pos = torch.arange(args.prompt_tokens)
+    step_pos = [torch.tensor([args.prompt_tokens + i]) for i in range(args.gen_tokens)]
+    execute, perf = method.execute, time.perf_counter_ns
+    count = 0
+    for index in range(args.warmup + args.runs):
+        warm = index < args.warmup
+        run = index if warm else index - args.warmup
+        start = perf()
+        logits = execute([prompt, prompt_pos])[0]
+        token = logits.argmax(-1, keepdim=True)
+        prefill_ns = perf() - start
+        emit({"type": "iteration", "t_ns": clock(), "run": run, "warmup": warm, "phase": "prefill",
+              "tokens": args.prompt_tokens, "start_pos": 0, "ns": prefill_ns, **memory.snapshot()})
+        steps = [0] * args.gen_tokens
+        for i, pos in enumerate(step_pos):
+            start = perf()
+            logits = execute([token, pos])[0]
+            token = logits.argmax(-1, keepdim=True)
+            steps[i] = perf() - start
+        if args.gen_tokens:
+            emit({"type": "iteration", "t_ns": clock(), "run": run, "warmup": warm, "phase": "decode",
+                  "tokens": args.gen_tokens, "start_pos": args.prompt_tokens, "ns": sum(steps),
+                  "step_ns": steps, **memory.snapshot()})
+        count += 0 if warm else 1
+    return count
+
+
+def run_generic(args: HarnessArgs, method, emit) -> int:
+    """``runs`` x ``iterations`` invocations of one method with seeded random inputs."""
+    import torch
+
+    gen = torch.Generator().manual_seed(args.seed)
+    meta = method.metadata
+    inputs = []
+    for i in range(meta.num_inputs()):
+        info = meta.input_tensor_meta(i)
+        dtype = getattr(torch, str(info.dtype()).split(".")[-1].lower(), torch.float32)
+        shape = tuple(info.sizes())
+        if dtype.is_floating_point:
+            inputs.append(torch.randn(shape, generator=gen).to(dtype))
+        else:
+            inputs.append(torch.randint(0, 2, shape, generator=gen).to(dtype))
+    execute, perf = method.execute, time.perf_counter_ns
+    count = 0
+    for index in range(args.warmup + args.runs):
+        warm = index < args.warmup
+        run = index if warm else index - args.warmup
+        times = [0] * args.iterations
+        for i in range(args.iterations):
+            start = perf()
+            execute(inputs)
+            times[i] = perf() - start
+        emit({"type": "iteration", "t_ns": clock(), "run": run, "warmup": warm, "phase": "forward",
+              "tokens": 0, "ns": sum(times), "step_ns": times, **memory.snapshot()})
+        count += 0 if warm else 1
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as err:
+        print(f"python_harness: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    writer = TraceWriter(args.trace)
+    emit = writer.write
+    phase = "load"
+    try:
+        from executorch import version as et_version
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+
+        emit(header(args, et_version.__version__))
+        if args.threads > 0:
+            portable_lib._unsafe_reset_threadpool(args.threads)
+        with telemetry.Sampler(emit, args.telemetry_interval_ms, clock):
+            before = memory.snapshot()
+            start = time.perf_counter_ns()
+            try:
+                program = Runtime.get().load_program(args.model, enable_etdump=bool(args.etdump))
+                name = args.prefill_method if args.workload == "llm" else args.method
+                method = program.load_method(name)
+                if method is None:
+                    raise RuntimeError(f"the program has no method {name!r}")
+            except Exception as err:
+                emit({"type": "error", "t_ns": clock(), "phase": "load", "message": str(err).strip()[:2000]})
+                print(f"python_harness: cannot load {args.model}: {err}", file=sys.stderr)
+                return EXIT_LOAD_FAILED
+            load_ns = time.perf_counter_ns() - start
+            emit({"type": "load", "t_ns": clock(), "ns": load_ns, "rss_before_kib": before.get("rss_kib"),
+                  "threads": portable_lib._threadpool_get_thread_count(), **memory.snapshot()})
+            phase = "run"
+            runner = run_llm if args.workload == "llm" else run_generic
+            count = runner(args, method, emit)
+        if args.etdump:
+            program.write_etdump_result_to_file(args.etdump, args.etdump + ".debug")
+        emit({"type": "footer", "t_ns": clock(), "status": "complete", "runs": count,
+              "wall_ns": clock(), **memory.snapshot()})
+        return EXIT_OK
+    except KeyboardInterrupt as err:
+        emit({"type": "error", "t_ns": clock(), "phase": phase, "message": f"interrupted ({err})"})
+        return EXIT_INTERRUPTED
+    except Exception as err:  # the trace records it; the host decides what to show
+        emit({"type": "error", "t_ns": clock(), "phase": phase, "message": f"{type(err).__name__}: {err}"[:2000]})
+        print(f"python_harness: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    finally:
+        writer.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
