@@ -64,4 +64,5 @@ def read_table(db: Path, table: str = "runs") -> pd.DataFrame:
     import duckdb
 
     with contextlib.closing(duckdb.connect(str(db), read_only=True)) as con:
-        return con.execute(f"select * from {table} order by started_at").df()
+        order = "started_at" if table == "runs" else "run_id, warmup desc, run, phase desc"
+        return con.execute(f"select * from {table} order by {order}").df()

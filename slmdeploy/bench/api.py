@@ -152,9 +152,14 @@ def bench(
     timeout: float = 1800.0,
     retries: int = 0,
     etdump: bool = False,
+    python: str | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """Benchmark ``artifact`` on ``device``; see the module docstring for the flow."""
+    """Benchmark ``artifact`` on ``device``; see the module docstring for the flow.
+
+    ``harness`` is ``auto`` (Python on this host, native elsewhere), ``python`` or ``native``;
+    ``python`` names the interpreter on the device for the Python harness.
+    """
     workload = workload or Workload()
     art = resolve_artifact(artifact, progress)
     art.verify()
@@ -176,7 +181,7 @@ def bench(
         with dev.lock():
             info = dev.info()
             rd.write_json("device.json", info.to_dict())
-            plan = harnesses.plan(harness, getattr(dev, "transport", "local"), info, art)
+            plan = harnesses.plan(harness, getattr(dev, "transport", "local"), info, art, python=python)
             rd.update(device_model=info.model, device_soc=info.soc, device_abi=info.abi, harness=plan.name)
             _kill_strays(dev)
             model_remote, command = _deploy(dev, art, plan, progress)

@@ -27,5 +27,5 @@ def verify(result, target: Target, source: ModelSource) -> dict[str, Any]:
 
     quantized = result.quantization["scheme"] not in ("fp32", "fp16")
     if result.llm is not None:
-        return et_verify.verify_llm(result.program, result.reference, quantized)
+        return et_verify.verify_llm(result.program, result.reference, result.quantized_reference)
     return et_verify.verify_module(result.program, result.reference, source.example_inputs or (), quantized)

@@ -25,10 +25,20 @@ def cache_root() -> Path:
     return Path(root)
 
 
+def _exporter_code() -> str:
+    """A hash of the exporter's own source, so a changed exporter never serves stale artifacts."""
+    digest = hashlib.sha256()
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def tool_versions() -> dict[str, str]:
     import platform
 
-    versions = {"slmdeploy": __version__, "python": platform.python_version()}
+    versions = {"slmdeploy": __version__, "slmdeploy_export_code": _exporter_code(), "python": platform.python_version()}
     for dist in TOOLS:
         try:
             versions[dist] = metadata.version(dist)

@@ -71,6 +71,13 @@ def parse_args(argv: list[str]) -> HarnessArgs:
     return args
 
 
+def _size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
 def header(args: HarnessArgs, runtime_version: str) -> dict[str, Any]:
     uname = platform.uname()
     return {
@@ -79,7 +86,7 @@ def header(args: HarnessArgs, runtime_version: str) -> dict[str, Any]:
         "protocol": PROTOCOL,
         "harness": {"name": "python", "version": __version__, "language": f"python {platform.python_version()}"},
         "runtime": {"name": "executorch", "version": runtime_version},
-        "model": {"path": args.model, "size": os.path.getsize(args.model), "sha256": args.artifact_sha256},
+        "model": {"path": args.model, "size": _size(args.model), "sha256": args.artifact_sha256},
         "workload": {
             "kind": args.workload,
             "prompt_tokens": args.prompt_tokens,

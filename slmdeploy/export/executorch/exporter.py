@@ -30,6 +30,7 @@ class ExportResult:
     llm: LLMSpec | None = None
     delegation: dict[str, Any] = field(default_factory=dict)
     reference: Any = None  # eager float module, for the parity check
+    quantized_reference: Any = None  # the same quantized module run eagerly (quantized targets)
     program: Path | None = None
 
 
@@ -102,6 +103,7 @@ def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: P
         ),
         delegation=report,
         reference=reference,
+        quantized_reference=wrapped if target.quantization not in quantize.FLOAT_SCHEMES else None,
         program=path,
     )
 

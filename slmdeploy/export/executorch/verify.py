@@ -2,8 +2,9 @@
 
 Float programs must match the eager logits within ``FLOAT_TOLERANCE`` (max abs difference
 relative to the logits' scale); quantized programs are judged by how often they pick the
-same top-1 token as the eager float model, with the eager model's own tokens fed to both
-(teacher forcing), so one early disagreement does not cascade.
+same top-1 token as the same quantized model run eagerly, and their agreement with the
+float model is reported. The reference's own tokens are fed to both (teacher forcing), so
+one early disagreement does not cascade.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 
 FLOAT_TOLERANCE = 1e-3
+QUANT_TOLERANCE = 0.05
 QUANT_MIN_TOP1 = 0.8
 
 
@@ -23,40 +25,68 @@ def run_program(path, inputs: list[torch.Tensor], method: str = "forward"):
     return program.load_method(method).execute(inputs)
 
 
-def verify_llm(program_path, reference, quantized: bool, prompt_len: int = 8, decode_steps: int = 8) -> dict[str, Any]:
+def _llm_positions(method, references: dict, vocab: int, prompt_len: int, decode_steps: int) -> dict:
+    """Prefill + teacher-forced decode; per reference: max abs diff, logit scale, top-1 matches."""
+    gen = torch.Generator().manual_seed(1234)
+    tokens = torch.randint(0, vocab, (1, prompt_len), generator=gen)
+    pos = torch.arange(prompt_len)
+    stats = {name: {"max_diff": 0.0, "scale": 0.0, "agree": 0} for name in references}
+    total = 0
+    first = next(iter(references.values()))
+    with torch.no_grad():
+        for _ in range(decode_steps + 1):
+            out = method.execute([tokens, pos])[0]
+            outs = {name: ref(tokens, pos) for name, ref in references.items()}
+            for name, ref in outs.items():
+                s = stats[name]
+                s["max_diff"] = max(s["max_diff"], (out - ref).abs().max().item())
+                s["scale"] = max(s["scale"], ref.abs().max().item())
+                s["agree"] += int(out.argmax(-1).item() == ref.argmax(-1).item())
+            total += 1
+            tokens, pos = outs[next(iter(outs))].argmax(-1, keepdim=True), torch.tensor([int(pos[-1]) + 1])
+    for s in stats.values():
+        s["relative"] = s["max_diff"] / max(1.0, s["scale"])
+        s["top1"] = s["agree"] / total
+    stats["_positions"] = total
+    return stats
+
+
+def verify_llm(
+    program_path, reference, quantized_reference=None, prompt_len: int = 16, decode_steps: int = 16
+) -> dict[str, Any]:
+    """Float: logits within tolerance of eager. Quantized: top-1 agreement with the same
+    quantization run in eager PyTorch (what export is responsible for), plus the agreement
+    with the float model (the quantization's own cost, reported, not judged: on random
+    weights the logits are nearly flat and top-1 flips easily)."""
     from executorch.runtime import Runtime
 
     method = Runtime.get().load_program(str(program_path)).load_method("forward")
     vocab = reference.model.config.get_text_config().vocab_size
-    gen = torch.Generator().manual_seed(1234)
-    tokens = torch.randint(0, vocab, (1, prompt_len), generator=gen)
-    pos = torch.arange(prompt_len)
-    max_diff, scale, agree, total = 0.0, 0.0, 0, 0
-    with torch.no_grad():
-        for step in range(decode_steps + 1):
-            ref = reference(tokens, pos)
-            out = method.execute([tokens, pos])[0]
-            max_diff = max(max_diff, (out - ref).abs().max().item())
-            scale = max(scale, ref.abs().max().item())
-            agree += int(out.argmax(-1).item() == ref.argmax(-1).item())
-            total += 1
-            next_pos = int(pos[-1]) + 1
-            tokens, pos = ref.argmax(-1, keepdim=True), torch.tensor([next_pos])
-    relative = max_diff / max(1.0, scale)
-    top1 = agree / total
-    result = {
-        "positions": total,
-        "max_abs_diff": max_diff,
-        "relative_diff": relative,
-        "top1_agreement": top1,
+    refs = {"float": reference}
+    if quantized_reference is not None:
+        refs = {"quantized": quantized_reference, "float": reference}
+    stats = _llm_positions(method, refs, vocab, prompt_len, decode_steps)
+    flt = stats["float"]
+    result: dict[str, Any] = {
+        "positions": stats["_positions"],
+        "max_abs_diff": flt["max_diff"],
+        "relative_diff": flt["relative"],
+        "top1_agreement": flt["top1"],
     }
-    if quantized:
-        result.update(status="passed" if top1 >= QUANT_MIN_TOP1 else "failed", criterion=f"top1_agreement >= {QUANT_MIN_TOP1}")
-    else:
+    if quantized_reference is None:
         result.update(
-            status="passed" if relative <= FLOAT_TOLERANCE else "failed",
+            status="passed" if flt["relative"] <= FLOAT_TOLERANCE else "failed",
             criterion=f"max|logits - eager| / max(1, max|eager|) <= {FLOAT_TOLERANCE}",
         )
+        return result
+    q = stats["quantized"]
+    result.update(
+        top1_agreement_vs_quantized_eager=q["top1"],
+        relative_diff_vs_quantized_eager=q["relative"],
+        status="passed" if q["relative"] <= QUANT_TOLERANCE and q["top1"] >= QUANT_MIN_TOP1 else "failed",
+        criterion=f"vs the eager quantized model: max|diff| / max(1, max|eager|) <= {QUANT_TOLERANCE} and "
+        f"top-1 agreement >= {QUANT_MIN_TOP1} (top1_agreement: vs the eager float model, reported)",
+    )
     return result
 
 

@@ -1,0 +1,3 @@
+from slmdeploy.cli.main import main
+
+main()
