@@ -39,11 +39,12 @@ def mount(source: str | None, target: str, fstype: str | None = None, flags: int
         raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
 
 
-def bind(source: str, target: str, *, read_only: bool, recursive: bool = True) -> None:
+def bind(source: str, target: str, *, read_only: bool, recursive: bool = True, reset_flags: bool = False) -> None:
+    """Bind ``source`` on ``target``; read-only, or with ``reset_flags`` clear noexec/nosuid/nodev."""
     mount(source, target, None, MS_BIND | (MS_REC if recursive else 0))
-    if read_only:
+    if read_only or reset_flags:
         try:
-            mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+            mount(None, target, None, MS_BIND | MS_REMOUNT | (MS_RDONLY if read_only else 0))
         except OSError as exc:  # e.g. locked flags; the phone is then a bit more writable
             print(f"warning: {exc}", file=sys.stderr)
 
@@ -82,7 +83,8 @@ def build(spec: dict) -> None:
         dst = os.path.join(root, entry["target"].lstrip("/"))
         if not os.path.exists(dst):
             os.makedirs(dst)
-        bind(entry["source"], dst, read_only=entry["read_only"], recursive=False)
+        # /data must allow exec even if the sandbox sits on a noexec host /tmp
+        bind(entry["source"], dst, read_only=entry["read_only"], recursive=False, reset_flags=True)
 
     try:
         mount(None, root, None, MS_REMOUNT | MS_RDONLY)

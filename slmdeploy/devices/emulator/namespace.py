@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -84,19 +85,20 @@ class MountNamespace:
             "symlinks": sorted(self.symlinks.items()),
             "hostname": self.hostname,
         }
-        self._proc = subprocess.Popen(
+        proc = self._proc = subprocess.Popen(
             ["unshare", "-m", "-u", "--propagation", "private",
              sys.executable, "-I", "-S", str(_INIT_SCRIPT), json.dumps(spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        assert self._proc.stdout is not None
         line: list[bytes] = []
-        reader = threading.Thread(target=lambda: line.append(self._proc.stdout.readline()), daemon=True)
+        assert proc.stdout is not None
+        reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
         reader.start()
         reader.join(timeout)
         if not line or line[0].strip() != b"ready":
-            err = self._stop_and_collect()
+            self.stop()
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
             raise OSError(f"mount namespace did not start: {err.strip() or 'timeout'}")
         threading.Thread(target=self._log_stderr, daemon=True).start()
 
@@ -110,21 +112,6 @@ class MountNamespace:
     def wrap(self, argv: list[str]) -> list[str]:
         return ["nsenter", "-t", str(self.pid), "-m", "-u", "-r", "-w", "--", *argv]
 
-    def _stop_and_collect(self) -> str:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return ""
-        try:
-            proc.stdin.close()  # type: ignore[union-attr]
-        except OSError:
-            pass
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-        return proc.stderr.read().decode(errors="replace") if proc.stderr and not proc.stderr.closed else ""
-
     def stop(self) -> None:
         """Ends the helper; the kernel frees the namespace when its last process leaves."""
         proc, self._proc = self._proc, None
@@ -134,5 +121,5 @@ class MountNamespace:
             proc.stdin.close()  # type: ignore[union-attr]
             proc.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, 9)
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

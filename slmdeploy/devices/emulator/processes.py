@@ -19,11 +19,13 @@ def _stat(pid_dir: Path) -> tuple[int, float] | None:
     """(session id, CPU seconds) of one /proc/PID entry, or None if it is gone."""
     try:
         raw = (pid_dir / "stat").read_text()
-    except OSError:
+        fields = raw[raw.rfind(")") + 2:].split()
+        if fields[0] in ("Z", "X"):
+            return None  # a zombie waiting for its reaper has finished its work
+        # fields[0] is state (field 3); session is field 6, utime/stime are 14/15.
+        return int(fields[3]), (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except (OSError, IndexError, ValueError):  # gone, or vanished mid-read
         return None
-    fields = raw[raw.rfind(")") + 2:].split()
-    # fields[0] is state (field 3); session is field 6, utime/stime are 14/15.
-    return int(fields[3]), (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
 class ProcessTable:

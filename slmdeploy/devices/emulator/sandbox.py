@@ -108,6 +108,8 @@ class Sandbox:
             self.path(rel).mkdir(parents=True, exist_ok=True)
         for rel in ("proc", "sys"):
             shutil.rmtree(self.path(rel), ignore_errors=True)
+        for rel in ("sys/class/thermal", "sys/class/power_supply"):  # present even with no sensors
+            self.path(rel).mkdir(parents=True)
         self.write_state("system/build.prop", "".join(f"{k}={v}\n" for k, v in self.props().items()))
         self.write_state("system/bin/getprop", _GETPROP, mode=0o755)
         sh = self.path("system/bin/sh")
@@ -177,32 +179,30 @@ class Sandbox:
     # -- isolation -------------------------------------------------------------------
     def start(self) -> None:
         """Pick and start the isolation mode (namespace if the host allows it)."""
-        self.mode = "rewrite"
-        if self.requested_isolation == "rewrite":
-            return
-        if namespaces_supported():
-            mounts = [
-                Mount(self.path(DEVICE_PATHS[p][0]), p, read_only=not DEVICE_PATHS[p][1])
-                for p in _NAMESPACE_MOUNTS
-            ]
-            self._ns = MountNamespace(self.path(".nsroot"), mounts, _NAMESPACE_SYMLINKS)
+        if self.requested_isolation != "rewrite":
             try:
-                self._ns.start()
+                self._start_namespace()
                 self.mode = "namespace"
                 return
             except OSError as exc:
-                self._ns = None
                 if self.requested_isolation == "namespace":
                     raise
-                log.warning("falling back to path rewriting: %s", exc)
-        elif self.requested_isolation == "namespace":
-            raise OSError("mount namespaces are not permitted here (need root or CAP_SYS_ADMIN)")
-        log.warning("mount namespaces unavailable; device paths are rewritten in command text only")
+                log.warning("%s; device paths are rewritten in command text only", exc)
+        self.mode = "rewrite"
+
+    def _start_namespace(self) -> None:
+        if not namespaces_supported():
+            raise OSError("mount namespaces are not permitted here (need root or CAP_SYS_ADMIN, unshare, nsenter)")
+        mounts = [Mount(self.path(DEVICE_PATHS[p][0]), p, read_only=not DEVICE_PATHS[p][1])
+                  for p in _NAMESPACE_MOUNTS]
+        ns = MountNamespace(self.path(".nsroot"), mounts, _NAMESPACE_SYMLINKS)
+        ns.start()
+        self._ns = ns
 
     def stop(self) -> None:
-        if self._ns is not None:
-            self._ns.stop()
-            self._ns = None
+        ns, self._ns = self._ns, None
+        if ns is not None:
+            ns.stop()
 
     def restart(self) -> None:
         """A reboot: a fresh namespace (empty /tmp); /data and /sdcard stay."""
@@ -212,7 +212,7 @@ class Sandbox:
     # -- device paths ------------------------------------------------------------------
     def host_path(self, device_path: str) -> Path:
         """Where the file the phone calls ``device_path`` is, as the host can open it."""
-        path = posixpath.normpath("/" + device_path.lstrip("/")) if device_path else "/"
+        path = _normalize(device_path)
         if self._ns is not None:
             return Path(str(self._ns.root_path) + path)
         prefix = _match_prefix(path)
@@ -225,11 +225,11 @@ class Sandbox:
         """In rewrite mode only the phone's own areas may be written (the host is off limits)."""
         if self._ns is not None:
             return True  # the namespace's read-only mounts decide
-        prefix = _match_prefix(posixpath.normpath("/" + device_path.lstrip("/")))
+        prefix = _match_prefix(_normalize(device_path))
         return prefix is not None and DEVICE_PATHS[prefix][1]
 
     def in_data_area(self, device_path: str) -> bool:
-        prefix = _match_prefix(posixpath.normpath("/" + device_path.lstrip("/")))
+        prefix = _match_prefix(_normalize(device_path))
         return prefix is not None and DEVICE_PATHS[prefix][0] in DATA_AREAS
 
     def rewrite(self, command: str) -> str:
@@ -238,19 +238,19 @@ class Sandbox:
 
     # -- processes ---------------------------------------------------------------------
     def environment(self, term: str | None) -> dict[str, str]:
-        if self.mode == "namespace":
-            def dev(p: str) -> str:
-                return p
-        else:
-            def dev(p: str) -> str:
-                return str(self.host_path(p))
+        """adbd's shell environment, with paths as this isolation mode reaches them."""
+        ns = self.mode == "namespace"
+
+        def dev(path: str) -> str:
+            return path if ns else str(self.host_path(path))
+
         env = {
             "PATH": f"{dev('/system/bin')}:{dev('/system/xbin')}:{HOST_PATH}",
-            "HOME": "/" if self.mode == "namespace" else str(self.root),
+            "HOME": "/" if ns else str(self.root),
             "TMPDIR": dev("/data/local/tmp"),
             "ANDROID_DATA": dev("/data"),
             "ANDROID_ROOT": dev("/system"),
-            "ANDROID_STORAGE": "/storage" if self.mode == "namespace" else str(self.root),
+            "ANDROID_STORAGE": "/storage" if ns else str(self.root),
             "EXTERNAL_STORAGE": dev("/sdcard"),
             "HOSTNAME": self.profile.props.get("ro.product.device", "localhost"),
             "USER": "root",
@@ -260,7 +260,7 @@ class Sandbox:
         }
         if term:
             env["TERM"] = term
-        if self.mode == "rewrite":
+        if not ns:
             env["SLMDEPLOY_SANDBOX_ROOT"] = str(self.root)
         return env
 
@@ -276,12 +276,19 @@ class Sandbox:
         else:
             argv = ["/bin/sh", "-c", self.rewrite(command)]
         cwd: str | None = None
-        if self._ns is not None:
+        if self.mode == "namespace":
+            if self._ns is None:
+                raise OSError("the phone is rebooting")  # never run a phone command on the bare host
             argv = self._ns.wrap(argv)
         else:
             cwd = str(self.root)
         return subprocess.Popen(argv, cwd=cwd, env=self.environment(term), start_new_session=True,
                                 **kwargs)
+
+
+def _normalize(device_path: str) -> str:
+    """Absolute and without ``..``: a phone path resolves from ``/`` and cannot climb above it."""
+    return posixpath.normpath("/" + device_path.lstrip("/"))
 
 
 def _match_prefix(path: str) -> str | None:

@@ -58,9 +58,10 @@ class Stream:
             self._can_send = True
             self._cond.notify_all()
 
-    def peer_closed(self) -> None:
-        """The host sent CLSE or the transport died: no CLSE goes back."""
-        self._mark_closed()
+    def peer_closed(self, *, acknowledge: bool = False) -> None:
+        """The host sent CLSE (``acknowledge``: answer with CLSE, as adbd does) or the link died."""
+        if self._mark_closed() and acknowledge:
+            self._notify(A_CLSE)
 
     # -- called by services --------------------------------------------------------
     @property
@@ -75,20 +76,16 @@ class Stream:
                 return
         callback()
 
-    def read(self, timeout: float | None = None) -> bytes:
-        """The next WRTE payload; b"" once the stream is closed and drained.
-
-        Raises TimeoutError if nothing arrives within ``timeout`` seconds.
-        """
+    def read(self) -> bytes:
+        """The next WRTE payload (OKAYed now); b"" once the stream is closed and drained."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._inbox or self._closed, timeout):
-                raise TimeoutError("no data from host")
+            self._cond.wait_for(lambda: self._inbox or self._closed)
             if not self._inbox:
                 return b""
             data = self._inbox.popleft()
             closed = self._closed
         if not closed:
-            self._send(Message(A_OKAY, self.local_id, self.remote_id))
+            self._notify(A_OKAY)
         return data
 
     def write(self, data: bytes) -> None:
@@ -106,11 +103,18 @@ class Stream:
                 view = view[size:]
 
     def close(self) -> None:
-        """Close from the device side: CLSE to the host, once."""
+        """Close from the device side: CLSE to the host, once (a dead link needs none)."""
         if self._mark_closed():
-            self._send(Message(A_CLSE, self.local_id, self.remote_id))
+            self._notify(A_CLSE)
 
     # -- internals ----------------------------------------------------------------
+    def _notify(self, command: int) -> None:
+        """A bodiless OKAY or CLSE; if the link is dead the stream is closed and that is all."""
+        try:
+            self._send(Message(command, self.local_id, self.remote_id))
+        except StreamClosed:
+            pass
+
     def _send(self, msg: Message) -> None:
         try:
             self.owner.send(msg)
@@ -152,12 +156,4 @@ class StreamReader:
                 raise EOFError(f"stream ended with {len(self._buf)} of {n} bytes")
         out = bytes(self._buf[:n])
         del self._buf[:n]
-        return out
-
-    def read_some(self, limit: int) -> bytes:
-        """Up to ``limit`` buffered or next-arriving bytes; b"" at end of stream."""
-        if not self._buf and not self._fill():
-            return b""
-        out = bytes(self._buf[:limit])
-        del self._buf[:limit]
         return out
