@@ -20,11 +20,13 @@ and ``phase=`` keeps one phase only.
 
 An ETRecord (``etrecord=``, or ``etrecord.bin`` in the artifact directory) adds the ATen
 ops behind each event and the delegate backend names; without one, the backend name comes
-from the program itself when all its delegates use one backend.
+from the artifact's manifest, or from the program itself, when all its delegates use one
+backend.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import statistics
 from pathlib import Path
@@ -44,42 +46,67 @@ class EtdumpError(SlmdeployError):
     """An ETDump that is missing, unreadable or does not match the trace given with it."""
 
 
-def _artifact_files(artifact: Any) -> tuple[Path | None, Path | None]:
-    """(program file, ETRecord) of an artifact directory or ``Artifact``."""
+# Manifest delegate names -> the backend ids ExecuTorch records in a program.
+BACKEND_IDS = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend", "qnn": "QnnBackend",
+               "vulkan": "VulkanBackend", "mps": "MPSBackend", "openvino": "OpenvinoBackend"}
+
+
+def _artifact_files(artifact: Any) -> tuple[Path | None, Path | None, str | None]:
+    """(program file, ETRecord, the backend id when the manifest names exactly one delegate)."""
     if artifact is None:
-        return None, None
+        return None, None, None
     from slmdeploy.export.artifact import Artifact
 
     art = artifact if isinstance(artifact, Artifact) else Artifact.open(artifact)
     etrecord = art.path / ETRECORD_NAME
-    return art.model_file, (etrecord if etrecord.is_file() else None)
+    delegates = list(art.manifest.delegates or [])
+    backend = BACKEND_IDS.get(delegates[0]) if len(delegates) == 1 else None
+    return art.model_file, (etrecord if etrecord.is_file() else None), backend
 
 
 def program_backends(program: str | Path) -> list[str]:
     """Backend ids of the delegates in a ``.pte`` program, in order (e.g. ``XnnpackBackend``)."""
     from executorch.exir._serialize._program import deserialize_pte_binary
 
-    pte = deserialize_pte_binary(Path(program).read_bytes())
+    path = Path(program)
+    if not path.is_file():
+        raise EtdumpError(f"no program at {path}.")
+    pte = deserialize_pte_binary(path.read_bytes())
     pte = getattr(pte, "program", pte)
     return [d.id for plan in pte.execution_plan for d in plan.delegates]
 
 
+def _stamp(path: Path | None) -> tuple[str, int, int] | None:
+    if path is None or not path.is_file():
+        return None
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=8)
+def _inspector(etdump: tuple, etrecord: tuple | None, debug: tuple | None):
+    from executorch.devtools import Inspector
+
+    try:
+        return Inspector(etdump_path=etdump[0], etrecord=etrecord[0] if etrecord else None,
+                         debug_buffer_path=debug[0] if debug else None)
+    except Exception as err:  # the Inspector raises plain exceptions on corrupt input
+        raise EtdumpError(f"cannot read the ETDump {etdump[0]}: {type(err).__name__}: {err}") from None
+
+
 def load_inspector(etdump: str | Path, etrecord: str | Path | None = None, debug_buffer: str | Path | None = None):
-    """``executorch.devtools.Inspector`` over an ETDump (times in ms)."""
+    """``executorch.devtools.Inspector`` over an ETDump (times in ms).
+
+    Parsing is the slow part of an analysis, so the last few are kept, keyed by the files'
+    size and modification time (analysing prefill, then decode, parses once).
+    """
     path = Path(etdump)
     if not path.is_file():
         raise EtdumpError(f"no ETDump at {path}: run the harness with --etdump PATH (slmdeploy bench --etdump).")
-    from executorch.devtools import Inspector
-
+    if etrecord and not Path(etrecord).is_file():
+        raise EtdumpError(f"no ETRecord at {etrecord}.")
     debug = Path(debug_buffer) if debug_buffer else path.with_name(path.name + ".debug")
-    try:
-        return Inspector(
-            etdump_path=str(path),
-            etrecord=str(etrecord) if etrecord else None,
-            debug_buffer_path=str(debug) if debug.is_file() else None,
-        )
-    except Exception as err:  # the Inspector raises plain exceptions on corrupt input
-        raise EtdumpError(f"cannot read the ETDump {path}: {type(err).__name__}: {err}") from None
+    return _inspector(_stamp(path), _stamp(Path(etrecord)) if etrecord else None, _stamp(debug))
 
 
 def execute_phases(trace: str | Path | Trace) -> list[str]:
@@ -131,8 +158,7 @@ def op_breakdown(
     """
     import pandas as pd
 
-    art_program, art_etrecord = _artifact_files(artifact)
-    program = program or art_program
+    art_program, art_etrecord, art_backend = _artifact_files(artifact)
     etrecord = etrecord or art_etrecord
     inspector = load_inspector(etdump, etrecord)
     raw = inspector.to_dataframe()
@@ -154,9 +180,9 @@ def op_breakdown(
         if not any(keep):
             raise EtdumpError(f"the run has no {phase!r} executes (phases: {sorted(set(phases))}).")
 
-    single_backend = None
-    if program is not None:
-        backends = set(program_backends(program))
+    single_backend = art_backend if program is None else None
+    if single_backend is None and (program or art_program) is not None:
+        backends = set(program_backends(program or art_program))
         single_backend = backends.pop() if len(backends) == 1 else None
 
     def selected(values: list[float], name: str) -> list[float]:
@@ -207,7 +233,6 @@ def op_breakdown(
         )
         out.append(rec)
     df = pd.DataFrame(out, columns=COLUMNS)
-    df = df.sort_values(["category", "total_ms"], ascending=[True, False], key=None)
     df = df.sort_values("total_ms", ascending=False, kind="stable").reset_index(drop=True)
     df.attrs.update(
         execute_ms=execute_ms,

@@ -27,20 +27,30 @@ def _write_lock(db: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+BOOLEAN_COLUMNS = {"complete", "warmup", "thermal_throttled"}
+DOUBLE_SUFFIXES = ("_tps", "_sd", "_ms", "_mib", "_c", "_ratio", "_s")
+
+
+def _sql_type(name: str, dtype) -> str:
+    """Column types by name first: a first run whose metric is None must not fix the type to NULL."""
+    if name in BOOLEAN_COLUMNS:
+        return "BOOLEAN"
+    if name.endswith(DOUBLE_SUFFIXES):
+        return "DOUBLE"
+    return {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN"}.get(str(dtype), "VARCHAR")
+
+
 def _append(con, table: str, frame: pd.DataFrame) -> None:
-    con.register("incoming", frame)
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_name = ?", [table]
-    ).fetchone()[0]
-    if not exists:
-        con.execute(f"create table {table} as select * from incoming")
+    columns = {r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_name = ?", [table]).fetchall()}
+    missing = [(name, _sql_type(name, dtype)) for name, dtype in frame.dtypes.items() if name not in columns]
+    if not columns:
+        con.execute(f"create table {table} (" + ", ".join(f'"{n}" {t}' for n, t in missing) + ")")
     else:
-        columns = {r[0] for r in con.execute(f"describe {table}").fetchall()}
-        for name, dtype in frame.dtypes.items():
-            if name not in columns:  # a newer slmdeploy adds a metric: widen the table
-                sql_type = {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN"}.get(str(dtype), "VARCHAR")
-                con.execute(f'alter table {table} add column "{name}" {sql_type}')
-        con.execute(f"insert into {table} by name select * from incoming")
+        for name, sql_type in missing:  # a newer slmdeploy adds a metric: widen the table
+            con.execute(f'alter table {table} add column "{name}" {sql_type}')
+    con.register("incoming", frame)
+    con.execute(f"insert into {table} by name select * from incoming")
     con.unregister("incoming")
 
 

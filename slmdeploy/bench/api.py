@@ -23,7 +23,8 @@ from slmdeploy.bench import harnesses
 from slmdeploy.bench.rundir import RunDir, now_iso
 from slmdeploy.bench.workload import Workload
 from slmdeploy.devices import Device, open_device
-from slmdeploy.devices.deploy import deploy_file
+from slmdeploy.devices.cooldown import wait_until_cool
+from slmdeploy.devices.deploy import deploy_file, pull_into
 from slmdeploy.errors import DeviceError, HarnessError, SlmdeployError
 from slmdeploy.export.artifact import Artifact
 from slmdeploy.harness.protocol import EXIT_OK, HarnessArgs
@@ -59,10 +60,16 @@ def resolve_artifact(artifact: str | Path | Artifact, progress: bool) -> Artifac
 
 
 def _kill_strays(device: Device) -> None:
-    """Harnesses left running by an earlier, interrupted run on this device."""
+    """Harnesses left running by an earlier, interrupted run on this device.
+
+    A pid file can outlive its process and the pid be reused by an unrelated one, so a
+    pid is killed only while its command line still carries its run's id (``--run-id``).
+    """
     runs = shlex.quote(f"{device.workdir}/runs")
     device.shell(
-        f"for p in {runs}/*/harness.pid; do [ -f \"$p\" ] && kill -9 $(cat \"$p\") 2>/dev/null; rm -f \"$p\"; done; true",
+        f"for p in {runs}/*/harness.pid; do [ -f \"$p\" ] || continue; pid=$(cat \"$p\"); d=\"${{p%/harness.pid}}\"; "
+        f"case \"$pid\" in ''|*[!0-9]*) ;; *) grep -qF -e \"${{d##*/}}\" /proc/$pid/cmdline 2>/dev/null "
+        f"&& kill -9 \"$pid\" 2>/dev/null;; esac; rm -f \"$p\"; done; true",
         timeout=30,
     )
 
@@ -124,11 +131,7 @@ def _run_once(device: Device, rd: RunDir, command: list[str], args: HarnessArgs,
     except DeviceError as err:  # dropped connection or timeout: pull what is there
         error = str(err)
         _kill_strays_quiet(device)
-    for name in PULLED + (("etdump.etdp",) if etdump else ()):
-        try:
-            device.pull(f"{remote_run}/{name}", rd.path / name)
-        except (DeviceError, OSError):
-            pass
+    pull_into(device, remote_run, rd.path, PULLED + (("etdump.etdp",) if etdump else ()))
     if error is not None:
         raise DeviceError(error)
     return exit_code if exit_code is not None else -1
@@ -154,11 +157,15 @@ def bench(
     etdump: bool = False,
     python: str | None = None,
     progress: bool = True,
+    cooldown_c: float | None = None,
+    cooldown_timeout: float = 600.0,
 ) -> RunResult:
     """Benchmark ``artifact`` on ``device``; see the module docstring for the flow.
 
     ``harness`` is ``auto`` (Python on this host, native elsewhere), ``python`` or ``native``;
-    ``python`` names the interpreter on the device for the Python harness.
+    ``python`` names the interpreter on the device for the Python harness. With
+    ``cooldown_c``, every attempt first waits (up to ``cooldown_timeout`` s) until the
+    device's hottest thermal zone is below that many °C.
     """
     workload = workload or Workload()
     art = resolve_artifact(artifact, progress)
@@ -187,8 +194,12 @@ def bench(
             model_remote, command = _deploy(dev, art, plan, progress)
             args = _harness_args(art, workload, model_remote, rd.run_id, etdump)
             attempts = 0
+            cooldowns: list[dict[str, Any]] = []
             while True:
                 attempts += 1
+                if cooldown_c is not None:
+                    cooldowns.append(wait_until_cool(dev, cooldown_c, cooldown_timeout))
+                    rd.update(cooldown=cooldowns, cooldown_wait_s=round(sum(c["waited_s"] for c in cooldowns), 3))
                 start = time.perf_counter()
                 try:
                     exit_code = _run_once(dev, rd, command, args, timeout, etdump)

@@ -21,7 +21,7 @@ stderr = Console(stderr=True)
 def quiet_libraries() -> None:
     """Torch/torchao/executorch log a lot at import; users want our output only."""
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
-    for name in ("torchao", "torch", "executorch", "transformers", "absl", "root"):
+    for name in ("torchao", "torch", "torch.utils._pytree", "executorch", "transformers", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import warnings
 

@@ -34,8 +34,12 @@ def devices_cmd(specs: tuple[str, ...], as_json: bool) -> None:
             str(i.cpu_cores or "-"), "/".join(map(str, ghz)) or "-",
             f"{i.ram_kib / (1 << 20):.1f}" if i.ram_kib else "-",
             f"{i.free_storage_kib / (1 << 20):.1f}" if i.free_storage_kib else "-",
-            f"{i.battery_pct}%" if i.battery_pct is not None else "-",
+            " ".join(filter(None, (f"{i.battery_pct}%" if i.battery_pct is not None else "",
+                                   f"{i.battery_temp_c:.1f}°C" if i.battery_temp_c is not None else ""))) or "-",
             f"{i.thermal_max_c:.1f}" if i.thermal_max_c is not None else "-",
             i.thermal_status or "-",
         )
     stdout.print(table)
+    for i in infos:
+        if i.extra.get("error"):
+            stdout.print(f"[red]{i.spec}[/]: {i.extra['error']}")

@@ -4,6 +4,9 @@ Files live on the device as ``<workdir>/blobs/<sha256>``. A push goes to a tempo
 is hashed *on the device*, and only then renamed into place, so a corrupted or
 half-pushed file is never run. An unchanged file is not pushed again: its blob and the
 ``.ok`` marker written after verification are still there.
+
+Pulls go the other way only into a given local directory, under names checked here
+(``pull_into``): a name a device hands back can never point outside that directory.
 """
 
 from __future__ import annotations
@@ -32,21 +35,24 @@ def _run(device: Device, cmd: list[str] | str, what: str, timeout: float = 120.0
 
 
 def remote_sha256(device: Device, path: str, timeout: float = 600.0) -> str:
-    out = _run(device, ["sha256sum", path], f"sha256 of {path}", timeout=timeout)
+    q = shlex.quote(path)
+    # coreutils/busybox/toybox (Android 8+) name it sha256sum; older toolboxes only via toybox/busybox
+    cmd = f"sha256sum {q} 2>/dev/null || toybox sha256sum {q} 2>/dev/null || busybox sha256sum {q}"
+    out = _run(device, cmd, f"sha256 of {path}", timeout=timeout)
     return out.split()[0] if out.split() else ""
+
+
+def parse_df_available(stdout: str) -> int | None:
+    """The 'Available' KiB of ``df -k PATH`` output (a long device name may wrap the row)."""
+    fields = [f for line in stdout.strip().splitlines()[1:] for f in line.split()]
+    numbers = [f for f in fields if f.isdigit()]
+    return int(numbers[2]) if len(numbers) >= 3 else None
 
 
 def free_kib(device: Device, path: str) -> int | None:
     """Available KiB on the file system holding ``path`` (``df -k``; None if unreadable)."""
     result = device.shell(["df", "-k", path], timeout=30)
-    lines = [l.split() for l in result.stdout.strip().splitlines()[1:] if l.strip()]
-    if not result.ok or not lines:
-        return None
-    fields = [f for line in lines for f in line]
-    try:
-        return int(fields[3])
-    except (IndexError, ValueError):
-        return None
+    return parse_df_available(result.stdout) if result.ok else None
 
 
 def is_deployed(device: Device, sha256: str, size: int) -> bool:
@@ -74,6 +80,9 @@ def deploy_file(
             f"{device.spec} has {available // 1024} MiB free in {blobs}, {local.name} needs {size // (1 << 20) + 1} MiB: "
             "free space on the device (e.g. remove old blobs with `slmdeploy devices clean`)."
         )
+    # Leftovers of earlier pushes of this file that died half-way (the caller holds the
+    # device lock, so none of them is still being written); they would only eat space.
+    device.shell(f"rm -f {shlex.quote(blobs)}/.tmp-{sha256[:16]}-*", timeout=30)
     tmp = f"{blobs}/.tmp-{sha256[:16]}-{secrets.token_hex(4)}"
     try:
         with transfer_progress(progress) as bar:
@@ -89,6 +98,40 @@ def deploy_file(
         chmod = f"chmod 755 {q(tmp)} && " if executable else ""
         _run(device, f"{chmod}mv -f {q(tmp)} {q(blob)} && echo {sha256} > {q(blob + '.ok')}", "atomic rename")
     except BaseException:
-        device.shell(["rm", "-f", tmp], timeout=30)
+        try:  # the link may be gone: the next push of this file removes the leftover
+            device.shell(["rm", "-f", tmp], timeout=30)
+        except Exception:
+            pass
         raise
     return blob, True
+
+
+def safe_name(name: str) -> str:
+    """``name`` if it is a plain file name; DeviceError for anything that could leave a directory."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name or name.startswith("-"):
+        raise DeviceError(f"refusing to pull {name!r}: only plain file names are pulled")
+    return name
+
+
+def pull_into(device: Device, remote_dir: str, local_dir: Path, names: list[str] | tuple[str, ...],
+              progress: bool = False) -> list[str]:
+    """Pull ``remote_dir/NAME`` to ``local_dir/NAME`` for each name that exists; returns those pulled.
+
+    Names are checked (``safe_name``) and the local path is resolved and required to lie in
+    ``local_dir``, so neither a caller's name nor a symlink placed there earlier can make a
+    pull write elsewhere. A file that is missing or fails to transfer is skipped.
+    """
+    root = Path(local_dir).resolve()
+    pulled = []
+    for name in names:
+        target = (root / safe_name(name))
+        if target.is_symlink() or target.resolve().parent != root:
+            raise DeviceError(f"refusing to pull {name!r}: {target} does not stay inside {root}")
+        try:
+            with transfer_progress(progress) as bar:
+                task = bar.add_task(f"pull {name} <- {device.spec}", total=None)
+                device.pull(f"{remote_dir}/{name}", target, progress=lambda n: bar.advance(task, n))
+        except (DeviceError, OSError):
+            continue
+        pulled.append(name)
+    return pulled

@@ -56,6 +56,17 @@ def _runtime_export(source: ModelSource, target: Target, max_seq_len: int, work:
     return exporter.export_module(source, target, work, stage)
 
 
+def _check_strict(delegation: dict[str, Any], target: Target) -> None:
+    """``strict``: an op left outside the delegates (run by fallback CPU kernels) is an error."""
+    fallback = delegation.get("fallback_ops") or {}
+    if fallback:
+        ops = ", ".join(f"{op}×{n}" for op, n in fallback.items())
+        raise ExportError(
+            f"strict export: {sum(fallback.values())} ops of {target.name} fell back outside "
+            f"{'+'.join(target.delegates)} to CPU kernels: {ops}. Drop --strict to accept the fallback."
+        )
+
+
 def _verify(result, target: Target, source: ModelSource) -> dict[str, Any]:
     from slmdeploy.export import backends
 
@@ -71,14 +82,19 @@ def export(
     force: bool = False,
     verify: bool = True,
     progress: bool = True,
+    strict: bool = False,
 ) -> Artifact:
     """Export ``model`` (zoo name, HF checkpoint dir or ``ModelSource``) for ``target``.
 
     The result is cached by content: exporting the same model for the same target again
     returns the cached artifact (``artifact.cache_hit``) without rebuilding anything.
+    ``strict`` turns any op that falls back outside the target's delegates into an error.
     """
+    from slmdeploy.export import backends
+
     source = resolve(model)
     target = target if isinstance(target, Target) else load_target(target)
+    backends.preflight(target)  # a missing toolchain fails here, before any work
     seq = int(max_seq_len or target.max_seq_len)
     if seq < 2:
         raise ExportError(f"max_seq_len must be at least 2, got {seq}.")
@@ -91,7 +107,10 @@ def export(
     entry = cache.entry_dir(key)
     if entry.exists() and not force:
         try:
-            Artifact.open(entry).verify()
+            cached = Artifact.open(entry)
+            cached.verify()
+            if strict:
+                _check_strict(cached.manifest.delegation, target)
             cache.materialize(entry, out)
             artifact = Artifact.open(out)
             artifact.cache_hit = True
@@ -104,6 +123,8 @@ def export(
     work = cache.staging_dir(key)
     try:
         result = _runtime_export(source, target, seq, work, stages)
+        if strict:
+            _check_strict(result.delegation, target)
         for file in source.tokenizer_files():
             shutil.copy2(file, work / file.name)
             result.files.append((work / file.name, "tokenizer"))

@@ -1,7 +1,15 @@
-"""Dispatch to the runtime-specific exporters and their parity checks."""
+"""Dispatch to the runtime-specific exporters and their checks, and toolchain preflight.
+
+What can *run* here decides the verification: ExecuTorch programs with XNNPACK or the
+portable kernels, and TFLite models (LiteRT interpreter, CPU) run on this host and are
+compared with eager PyTorch. Core ML needs macOS/iOS, and the Core ML, Vulkan, QNN and MPS
+delegates need their device runtimes: those artifacts are "not verified on this host"
+(a Core ML package still gets a structural spec check), never "passed".
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from slmdeploy.errors import ExportError
@@ -12,20 +20,86 @@ from slmdeploy.export.target import Target
 RUNNABLE_HERE = {("executorch", "xnnpack"), ("executorch", "portable")}
 NOT_VERIFIED = "not verified on this host"
 
+WHY_NOT_HERE = {
+    "coreml": "Core ML programs run only on macOS/iOS (Core ML framework)",
+    "vulkan": "the pip ExecuTorch runtime here has no Vulkan backend (build ExecuTorch with EXECUTORCH_BUILD_VULKAN=ON "
+    "and run on a Vulkan GPU)",
+    "qnn": "QNN programs run only on a Snapdragon device with the QNN runtime libraries",
+    "mps": "MPS programs run only on macOS/iOS",
+}
+
+RUNTIME_PACKAGES = {
+    "coreml": [("coremltools", "coremltools==9.0")],
+    "tflite": [("litert_torch", "litert-torch==0.10.0"), ("ai_edge_litert", "ai-edge-litert>=2.3,<2.4")],
+}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def preflight(target: Target) -> None:
+    """Fail before any work when the target's toolchain is missing, saying what to install."""
+    needs = list(RUNTIME_PACKAGES.get(target.runtime, []))
+    if target.runtime == "tflite" and target.quantization != "fp32":
+        needs.append(("ai_edge_quantizer", "ai-edge-quantizer>=0.10"))
+    missing = [pip for module, pip in needs if not _installed(module)]
+    if missing:
+        extra = "coreml" if target.runtime == "coreml" else "litert"
+        raise ExportError(
+            f"target {target.name} ({target.runtime}) needs {', '.join(missing)}: "
+            f"`pip install {' '.join(repr(m) for m in missing)}` (or `pip install 'slmdeploy[{extra}]'`)."
+        )
+    if target.runtime == "executorch":
+        from slmdeploy.export.executorch import lower
+
+        lower.preflight(target.delegates)
+
+
+def _exporter(runtime: str):
+    if runtime == "coreml":
+        from slmdeploy.export.coreml import exporter
+    elif runtime == "tflite":
+        from slmdeploy.export.tflite import exporter
+    else:
+        raise ExportError(f"runtime {runtime!r} has no exporter in this version of slmdeploy.")
+    return exporter
+
 
 def export(source: ModelSource, target: Target, max_seq_len: int, work, stage):
-    raise ExportError(
-        f"runtime {target.runtime!r} (target {target.name}) has no exporter in this version of slmdeploy."
-    )
+    exporter = _exporter(target.runtime)
+    if source.is_llm:
+        return exporter.export_llm(source, target, max_seq_len, work, stage)
+    return exporter.export_module(source, target, work, stage)
+
+
+def _not_verified(target: Target, result) -> dict[str, Any]:
+    blockers = [WHY_NOT_HERE[d] for d in target.delegates if d in WHY_NOT_HERE]
+    reason = "; ".join(blockers) or WHY_NOT_HERE["coreml"]
+    verdict: dict[str, Any] = {"status": NOT_VERIFIED, "reason": reason}
+    if target.runtime == "coreml":
+        from slmdeploy.export.coreml import exporter as coreml
+
+        verdict["spec_check"] = coreml.validate_package(result.files[0][0], target, result.validation["expect"])
+    return verdict
 
 
 def verify(result, target: Target, source: ModelSource) -> dict[str, Any]:
-    runnable = all((target.runtime, d) in RUNNABLE_HERE for d in target.delegates)
+    quantized = result.quantization["scheme"] not in ("fp32", "fp16")
+    if target.runtime == "tflite":
+        from slmdeploy.export.tflite import verify as tfl_verify
+
+        if result.llm is not None:
+            return tfl_verify.verify_llm(result.program, result.llm, result.reference, result.quantized_reference)
+        return tfl_verify.verify_module(result.program, result.reference, source.example_inputs or (), quantized)
+    runnable = target.runtime == "executorch" and all(("executorch", d) in RUNNABLE_HERE for d in target.delegates)
     if not runnable or result.program is None:
-        return {"status": NOT_VERIFIED, "reason": f"{target.runtime}/{'+'.join(target.delegates)} cannot run on this host"}
+        return _not_verified(target, result)
     from slmdeploy.export.executorch import verify as et_verify
 
-    quantized = result.quantization["scheme"] not in ("fp32", "fp16")
     if result.llm is not None:
         return et_verify.verify_llm(result.program, result.reference, result.quantized_reference)
     return et_verify.verify_module(result.program, result.reference, source.example_inputs or (), quantized)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ def cache_root() -> Path:
     return Path(root)
 
 
+@lru_cache(maxsize=1)
 def _exporter_code() -> str:
     """A hash of the exporter's own source, so a changed exporter never serves stale artifacts."""
     digest = hashlib.sha256()

@@ -17,6 +17,10 @@ MANIFEST_NAME = "manifest.json"
 # The calling convention of an exported decoder LLM (documented in docs/harness-protocol.md):
 # forward(tokens: int64[1, seq], input_pos: int64[seq]) -> float32[1, vocab] (last position's logits).
 LLM_CONVENTION = "slmdeploy.llm/1"
+# The same with the KV cache as signature inputs and outputs (TFLite, see docs/targets.md):
+# prefill(tokens: int32[1, P], input_pos: int32[P], k_cache_0, v_cache_0, ...) -> logits, k_cache_0, v_cache_0, ...
+# and decode(...) likewise with one token; the caller feeds each call's cache outputs to the next call.
+LLM_KV_IO_CONVENTION = "slmdeploy.llm-kvio/1"
 
 
 @dataclass
@@ -49,6 +53,10 @@ class LLMSpec:
     prefill_method: str
     decode_method: str
     dynamic_prefill: bool = True
+    # Added in the multi-runtime exporters (absent in older manifests, read with these defaults):
+    prefill_seq_len: int | None = None  # the prefill length when dynamic_prefill is False
+    kv_cache: str = "internal"  # "internal" (program buffers), "state" (Core ML state), "io" (signature I/O)
+    cache_tensors: list[str] = field(default_factory=list)  # state / I/O names of the cache, in order
 
 
 @dataclass

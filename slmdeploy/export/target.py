@@ -18,9 +18,86 @@ TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
 RUNTIMES = {"executorch", "coreml", "tflite"}
 DELEGATES = {
     "executorch": {"xnnpack", "coreml", "mps", "vulkan", "qnn", "portable"},
-    "coreml": {"ane", "gpu", "cpu"},
-    "tflite": {"xnnpack", "gpu", "nnapi"},
+    "coreml": {"ane", "gpu", "cpu"},  # compute units the model may use; the CPU is always allowed
+    "tflite": {"xnnpack", "gpu", "nnapi"},  # runtime delegates the artifact is meant to run with
 }
+
+# Quantization schemes each runtime (and, for ExecuTorch, each delegate) can produce.
+# fp32/fp16: float; 8da4w/8da8w: int8 dynamic activations, int4 (grouped) / int8 (per-channel)
+# weights; 4w/8w: weight-only int4 (grouped) / int8 (per-channel).
+QUANTIZATION = {
+    ("executorch", "xnnpack"): {"fp32", "8da4w", "8da8w"},
+    ("executorch", "portable"): {"fp32"},
+    ("executorch", "coreml"): {"fp32", "fp16"},
+    ("executorch", "mps"): {"fp32", "fp16"},
+    ("executorch", "vulkan"): {"fp32", "fp16"},
+    ("executorch", "qnn"): {"fp16"},
+    ("coreml", None): {"fp32", "fp16", "8w", "4w"},
+    ("tflite", None): {"fp32", "8da8w", "8da4w", "8w"},
+}
+
+COREML_DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
+STATEFUL_COREML = ("iOS18", "macOS15")  # Core ML state (ct.StateType) exists from these on
+COREML_COMPUTE_UNITS = ("all", "cpu_and_ne", "cpu_and_gpu", "cpu_only")
+QNN_SOCS = ("SM8450", "SM8475", "SM8550", "SM8650", "SM8750", "SM8850")
+
+# Options each (runtime, delegate) understands: name -> check(value) -> error text or None.
+_INT = lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v > 0 else "a positive integer"  # noqa: E731
+
+
+def _one_of(choices):
+    return lambda v: None if v in choices else f"one of {list(choices)}"
+
+
+OPTIONS = {
+    ("executorch", "xnnpack"): {"group_size": _INT},
+    ("executorch", "portable"): {},
+    ("executorch", "coreml"): {
+        "compute_units": _one_of(COREML_COMPUTE_UNITS),
+        "minimum_deployment_target": _one_of(COREML_DEPLOYMENT_TARGETS),
+    },
+    ("executorch", "mps"): {},
+    ("executorch", "vulkan"): {},
+    ("executorch", "qnn"): {"soc": _one_of(QNN_SOCS)},
+    ("coreml", None): {"minimum_deployment_target": _one_of(COREML_DEPLOYMENT_TARGETS), "group_size": _INT},
+    ("tflite", None): {"group_size": _one_of((32, 64, 128, 256)), "prefill_len": _INT},
+}
+
+
+def _keys(runtime: str, delegates: tuple[str, ...]) -> list[tuple[str, str | None]]:
+    return [(runtime, d) for d in delegates] if runtime == "executorch" else [(runtime, None)]
+
+
+def _check_combination(where: str, runtime: str, delegates: tuple[str, ...], quantization: str, options: dict) -> None:
+    """Reject what no exporter can make, before any work starts."""
+    if not delegates:
+        raise UnknownTargetError(f"{where}: delegates is empty; name at least one of {sorted(DELEGATES[runtime])}.")
+    for key in _keys(runtime, delegates):
+        what = f"{runtime} with the {key[1]} delegate" if key[1] else runtime
+        if quantization not in QUANTIZATION[key]:
+            raise UnknownTargetError(
+                f"{where}: quantization {quantization!r} is not available for {what}; "
+                f"it takes {sorted(QUANTIZATION[key])}."
+            )
+    known = {name: check for key in _keys(runtime, delegates) for name, check in OPTIONS[key].items()}
+    for name, value in options.items():
+        if name not in known:
+            raise UnknownTargetError(
+                f"{where}: option {name!r} does not apply to {runtime}/{'+'.join(delegates)}; "
+                f"it takes {sorted(known) or 'no options'}."
+            )
+        problem = known[name](value)
+        if problem:
+            raise UnknownTargetError(f"{where}: option {name} = {value!r} must be {problem}.")
+    if runtime == "executorch" and "portable" in delegates and len(delegates) > 1:
+        raise UnknownTargetError(f"{where}: 'portable' means no delegate; it cannot be combined with {list(delegates)}.")
+    target_os = options.get("minimum_deployment_target", "iOS18")
+    if runtime == "coreml" and target_os not in STATEFUL_COREML:
+        raise UnknownTargetError(
+            f"{where}: the standalone Core ML exporter keeps the KV cache as Core ML state (and int4 block-wise "
+            f"weights need the same opset), which needs minimum_deployment_target iOS18 or macOS15, not {target_os}. "
+            "For older devices use the ExecuTorch Core ML delegate (runtime = \"executorch\", delegates = [\"coreml\"])."
+        )
 
 
 @dataclass(frozen=True)
@@ -58,6 +135,8 @@ def _parse(name: str, data: dict[str, Any], path: Path) -> Target:
     runtime = data["runtime"]
     if runtime not in RUNTIMES:
         raise UnknownTargetError(f"{where}: runtime {runtime!r} is not one of {sorted(RUNTIMES)}.")
+    if not isinstance(data["delegates"], list):
+        raise UnknownTargetError(f"{where}: delegates must be a list, e.g. delegates = [\"xnnpack\"].")
     delegates = tuple(data["delegates"])
     bad = [d for d in delegates if d not in DELEGATES[runtime]]
     if bad:
@@ -65,15 +144,21 @@ def _parse(name: str, data: dict[str, Any], path: Path) -> Target:
             f"{where}: delegate(s) {bad} cannot be used with runtime {runtime!r}; "
             f"{runtime} takes {sorted(DELEGATES[runtime])}."
         )
+    quantization = data["quantization"]
+    options = dict(data.get("options", {}))
+    _check_combination(where, runtime, delegates, quantization, options)
+    max_seq_len = data.get("max_seq_len", 256)
+    if not isinstance(max_seq_len, int) or max_seq_len < 2:
+        raise UnknownTargetError(f"{where}: max_seq_len must be an integer >= 2, got {max_seq_len!r}.")
     return Target(
         name=data.get("name", name),
         description=data["description"],
         runtime=runtime,
         platform=data["platform"],
         delegates=delegates,
-        quantization=data["quantization"],
-        max_seq_len=int(data.get("max_seq_len", 256)),
-        options=dict(data.get("options", {})),
+        quantization=quantization,
+        max_seq_len=max_seq_len,
+        options=options,
         path=path,
     )
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Iterator
 
 import torch
 
 from slmdeploy.errors import ExportError
 from slmdeploy.export.executorch import lower, quantize
+from slmdeploy.export.executorch.kv_cache import PositionedCacheLM
 from slmdeploy.export.executorch.llm_module import StaticCacheLM
 from slmdeploy.export.manifest import LLM_CONVENTION, LLMSpec, MethodSpec, TensorSpec
 from slmdeploy.export.source import ModelSource
@@ -32,13 +35,31 @@ class ExportResult:
     reference: Any = None  # eager float module, for the parity check
     quantized_reference: Any = None  # the same quantized module run eagerly (quantized targets)
     program: Path | None = None
+    validation: dict[str, Any] = field(default_factory=dict)  # what a structural check of the file needs
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+@contextlib.contextmanager
+def quiet_library_output() -> Iterator[None]:
+    """Swallow what converters print (progress bars, size tables): stdout stays clean for --json."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _check_seq_len(source: ModelSource, max_seq_len: int) -> None:
+def io_specs(reference, inputs, in_prefix: str = "input_") -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Input and output specs of a module from one eager call on its example inputs."""
+    with torch.no_grad():
+        outputs = reference(*inputs)
+    outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+    spec_in = [TensorSpec(f"{in_prefix}{i}", dtype_name(t.dtype), list(t.shape)) for i, t in enumerate(inputs)]
+    spec_out = [TensorSpec(f"output_{i}", dtype_name(t.dtype), list(t.shape)) for i, t in enumerate(outputs)]
+    return spec_in, spec_out
+
+
+def check_seq_len(source: ModelSource, max_seq_len: int) -> None:
     limit = source.config.get("max_position_embeddings")
     if limit and max_seq_len > limit:
         raise ExportError(
@@ -53,13 +74,13 @@ def _check_seq_len(source: ModelSource, max_seq_len: int) -> None:
 def _lower_and_save(exported, target: Target, out_dir: Path, stage: Stage) -> tuple[Path, dict[str, Any]]:
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
-    with stage("lower to edge + delegate"):
+    with stage("lower to edge + delegate"), quiet_library_output():
         edge = to_edge_transform_and_lower(
             exported,
-            partitioner=lower.partitioners(target.delegates, target.options),
+            partitioner=lower.partitioners(target.delegates, target.options, target.quantization),
             compile_config=EdgeCompileConfig(_check_ir_validity=False),
         )
-        report = lower.delegation_report(edge.exported_program().graph_module)
+        report = lower.delegation_report(edge.exported_program().graph_module, target.delegates)
     with stage("emit .pte"):
         program = edge.to_executorch()
         path = out_dir / MODEL_FILE
@@ -68,14 +89,22 @@ def _lower_and_save(exported, target: Target, out_dir: Path, stage: Stage) -> tu
     return path, report
 
 
+def llm_wrapper(model, delegates: tuple[str, ...], max_seq_len: int) -> torch.nn.Module:
+    """The LLM module whose KV-cache writes these delegates can lower (see kv_cache.py)."""
+    if set(delegates) <= {"xnnpack", "portable"}:
+        return StaticCacheLM(model, max_seq_len, delegable="xnnpack" in delegates).eval()
+    return PositionedCacheLM(model, max_seq_len, write="slice" if "coreml" in delegates else "index").eval()
+
+
 def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: Path, stage: Stage) -> ExportResult:
-    _check_seq_len(source, max_seq_len)
+    check_seq_len(source, max_seq_len)
     with stage("build model"):
         model = source.build()
         reference = StaticCacheLM(copy.deepcopy(model), max_seq_len).eval()
     with stage(f"quantize ({target.quantization})"):
-        quant = quantize.describe(target.quantization, target.options)
-        wrapped = StaticCacheLM(quantize.apply(model, target.quantization, target.options), max_seq_len).eval()
+        quant = quantize.describe(target.quantization, target.options, target.delegates)
+        model = quantize.apply(model, target.quantization, target.options, target.delegates)
+        wrapped = llm_wrapper(model, target.delegates, max_seq_len)
     with stage("torch.export"), torch.no_grad():
         try:
             exported = torch.export.export(
@@ -114,17 +143,13 @@ def export_module(source: ModelSource, target: Target, out_dir: Path, stage: Sta
         model = source.build()
         reference = copy.deepcopy(model).eval()
     with stage(f"quantize ({target.quantization})"):
-        quant = quantize.describe(target.quantization, target.options)
-        model = quantize.apply(model, target.quantization, target.options)
+        quant = quantize.describe(target.quantization, target.options, target.delegates)
+        model = quantize.apply(model, target.quantization, target.options, target.delegates)
     inputs = source.example_inputs or ()
     with stage("torch.export"), torch.no_grad():
         exported = torch.export.export(model, inputs, strict=False)
     path, report = _lower_and_save(exported, target, out_dir, stage)
-    with torch.no_grad():
-        outputs = reference(*inputs)
-    outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
-    spec_in = [TensorSpec(f"input_{i}", _dtype_name(t.dtype), list(t.shape)) for i, t in enumerate(inputs)]
-    spec_out = [TensorSpec(f"output_{i}", _dtype_name(t.dtype), list(t.shape)) for i, t in enumerate(outputs)]
+    spec_in, spec_out = io_specs(reference, inputs)
     return ExportResult(
         files=[(path, "model")],
         methods=[MethodSpec("forward", spec_in, spec_out)],

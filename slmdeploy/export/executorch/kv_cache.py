@@ -51,7 +51,11 @@ def write_dynamic_update_slice(cache: torch.Tensor, new: torch.Tensor, pos: torc
     return dynamic_update_slice(cache, new, [zero, zero, pos[0], zero])
 
 
-WRITES: dict[str, Write] = {"index": write_index, "slice": write_slice, "dus": write_dynamic_update_slice}
+WRITES: dict[str, Write] = {
+    "index": write_index,
+    "slice": write_slice,
+    "dus": write_dynamic_update_slice,
+}
 
 
 class PositionedLayer(StaticLayer):
@@ -106,22 +110,31 @@ class PositionedCacheLM(torch.nn.Module):
         """Zeroed cache tensors in signature order (``io`` cache)."""
         return [torch.zeros(self.cache_shape(), dtype=self.model.dtype) for _ in range(2 * self.num_layers)]
 
-    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, *kv: torch.Tensor):
+    def cache_names(self) -> list[str]:
+        """Names of the cache inputs/outputs of an ``io`` cache, in order."""
+        return [f"{kind}_cache_{i}" for i in range(self.num_layers) for kind in ("k", "v")]
+
+    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, **kv: torch.Tensor):
         for i, layer in enumerate(self.cache.layers):
             layer.positions = input_pos
             layer.cumulative_length = input_pos[0]  # the query offset the causal mask reads
             if self.io:
-                layer.keys, layer.values = kv[2 * i], kv[2 * i + 1]
+                layer.keys, layer.values = kv[f"k_cache_{i}"], kv[f"v_cache_{i}"]
         out = self.model(input_ids=tokens, position_ids=input_pos.unsqueeze(0), cache=self.cache, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1, :]
         if not self.io:
             return logits
-        return (logits, *[t for layer in self.cache.layers for t in (layer.keys, layer.values)])
+        caches = [t for layer in self.cache.layers for t in (layer.keys, layer.values)]
+        return {"logits": logits, **dict(zip(self.cache_names(), caches))}
 
-    def example_inputs(self, seq: int = 2) -> tuple[torch.Tensor, ...]:
-        inputs = (torch.zeros(1, seq, dtype=torch.long), torch.arange(seq, dtype=torch.long))
-        return inputs + tuple(self.empty_cache()) if self.io else inputs
+    def example_inputs(self, seq: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.zeros(1, seq, dtype=torch.long), torch.arange(seq, dtype=torch.long))
+
+    def example_kwargs(self, seq: int = 2) -> dict[str, torch.Tensor]:
+        """All inputs by name (the ``io`` cache's signature inputs)."""
+        tokens, input_pos = self.example_inputs(seq)
+        return {"tokens": tokens, "input_pos": input_pos, **dict(zip(self.cache_names(), self.empty_cache()))}
 
     def dynamic_shapes(self):
         seq = torch.export.Dim("seq", min=1, max=self.max_seq_len - 1)
-        return ({1: seq}, {0: seq}) + ((None,) * (2 * self.num_layers) if self.io else ())
+        return ({1: seq}, {0: seq})

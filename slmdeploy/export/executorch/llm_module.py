@@ -14,13 +14,23 @@ from transformers import StaticCache
 from transformers.cache_utils import StaticLayer, StaticSlidingWindowLayer
 from transformers.integrations.executorch import get_head_shapes
 
+from slmdeploy.export.executorch import transforms
+
 
 class StaticCacheLM(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module, max_seq_len: int) -> None:
+    """``delegable=True`` applies the source transforms (see ``transforms/``); the parity
+    reference is built without them, so the check covers them too."""
+
+    def __init__(self, model: torch.nn.Module, max_seq_len: int, delegable: bool = False) -> None:
         super().__init__()
         self.model = model
         self.max_seq_len = max_seq_len
         config = model.config.get_text_config()
+        self.groups = 0
+        if delegable:
+            transforms.replace_rms_norms(model)
+            if transforms.use_grouped_attention(model):
+                self.groups = config.num_attention_heads // getattr(config, "num_key_value_heads", config.num_attention_heads)
         self.cache = StaticCache(config=config, max_cache_len=max_seq_len)
         # Sliding-window layers have data-dependent control flow; with max_seq_len within the
         # window a plain static layer computes the same thing (checked by the exporter).
@@ -38,7 +48,15 @@ class StaticCacheLM(torch.nn.Module):
     def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
         for layer in self.cache.layers:
             layer.cumulative_length.copy_(input_pos[0])
-        out = self.model(input_ids=tokens, cache=self.cache, use_cache=True, logits_to_keep=1)
+        mask = transforms.causal_mask(input_pos, self.max_seq_len, self.groups) if self.groups else None
+        out = self.model(
+            input_ids=tokens,
+            attention_mask=mask,
+            position_ids=input_pos.unsqueeze(0),
+            cache=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return out.logits[:, -1, :]
 
     def example_inputs(self, seq: int = 2) -> tuple[torch.Tensor, torch.Tensor]:

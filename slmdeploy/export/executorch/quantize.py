@@ -13,10 +13,20 @@ from slmdeploy.errors import ExportError
 # scheme -> (torchao linear config name in executorch's quantize_model_, default group size)
 SCHEMES = {"8da4w": ("8da4w", 32), "8da8w": ("8da8w", 0), "4w": ("4w", 32), "8w": ("8w", 0)}
 FLOAT_SCHEMES = {"fp32": torch.float32, "fp16": torch.float16}
+# Delegates that take fp16 as a compile option (their compute precision): the program keeps
+# fp32 weights and I/O and the delegate computes in fp16 on the device.
+DELEGATE_PRECISION = {"coreml", "vulkan", "qnn", "mps"}
 
 
-def describe(scheme: str, options: dict[str, Any]) -> dict[str, Any]:
+def _delegate_fp16(scheme: str, delegates: tuple[str, ...]) -> bool:
+    return scheme == "fp16" and bool(DELEGATE_PRECISION.intersection(delegates))
+
+
+def describe(scheme: str, options: dict[str, Any], delegates: tuple[str, ...] = ()) -> dict[str, Any]:
     """The manifest's ``quantization`` entry."""
+    if _delegate_fp16(scheme, delegates):
+        return {"scheme": "fp16", "weights": "fp16", "activations": "fp16",
+                "method": "delegate compute precision (the program's weights and I/O stay fp32)"}
     if scheme in FLOAT_SCHEMES:
         return {"scheme": scheme, "weights": scheme, "activations": scheme}
     if scheme not in SCHEMES:
@@ -35,8 +45,10 @@ def describe(scheme: str, options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def apply(module: torch.nn.Module, scheme: str, options: dict[str, Any]) -> torch.nn.Module:
+def apply(module: torch.nn.Module, scheme: str, options: dict[str, Any], delegates: tuple[str, ...] = ()) -> torch.nn.Module:
     """Quantize linear layers in place; layers whose shape the group size does not divide stay float."""
+    if _delegate_fp16(scheme, delegates):
+        return module
     if scheme in FLOAT_SCHEMES:
         return module.to(FLOAT_SCHEMES[scheme])
     from executorch.extension.llm.export.quantize import quantize_model_

@@ -32,7 +32,6 @@ def _llm_positions(method, references: dict, vocab: int, prompt_len: int, decode
     pos = torch.arange(prompt_len)
     stats = {name: {"max_diff": 0.0, "scale": 0.0, "agree": 0} for name in references}
     total = 0
-    first = next(iter(references.values()))
     with torch.no_grad():
         for _ in range(decode_steps + 1):
             out = method.execute([tokens, pos])[0]
@@ -61,6 +60,11 @@ def verify_llm(
     from executorch.runtime import Runtime
 
     method = Runtime.get().load_program(str(program_path)).load_method("forward")
+    return judge_llm(method, reference, quantized_reference, prompt_len, decode_steps)
+
+
+def judge_llm(method, reference, quantized_reference=None, prompt_len: int = 16, decode_steps: int = 16) -> dict[str, Any]:
+    """The verdict of ``verify_llm`` for any ``method`` with ``execute([tokens, input_pos]) -> [logits]``."""
     vocab = reference.model.config.get_text_config().vocab_size
     refs = {"float": reference}
     if quantized_reference is not None:
@@ -91,7 +95,11 @@ def verify_llm(
 
 
 def verify_module(program_path, reference, inputs, quantized: bool) -> dict[str, Any]:
-    outs = run_program(program_path, list(inputs))
+    return judge_outputs(run_program(program_path, list(inputs)), reference, inputs, quantized)
+
+
+def judge_outputs(outs, reference, inputs, quantized: bool) -> dict[str, Any]:
+    """Outputs of an exported module against the eager module on the same inputs."""
     with torch.no_grad():
         refs = reference(*inputs)
     refs = refs if isinstance(refs, (tuple, list)) else (refs,)

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Push throughput of each transport vs the real `adb push`, and the cost of an unchanged re-deploy.
+
+Everything runs on loopback (``slmdeploy.devices.loopback.LoopbackLab``): an emulated Pixel 8
+behind a private adb server (the adb binary from the adbutils wheel), and OpenSSH as the
+"board". For each transport the same random file is pushed ``--repeat`` times and checked by
+sha256 on the device (not timed); the best time counts, as for any throughput figure on a
+shared machine. Then ``deploy_file`` of an unchanged artifact (already on the device) is timed:
+that is what every bench after the first pays.
+
+    python benchmarks/push_throughput.py                # 100 MB, 3 repeats
+    python benchmarks/push_throughput.py --size-mb 300 --repeat 2 --json
+
+Goals: each transport >= 1.0x the real `adb push`; an unchanged 100 MB re-deploy < 1 s.
+Note that the ssh row pushes to this host's sshd (the emulated phone speaks adb only), so it
+compares the SSH/SFTP path, not the same receiver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from slmdeploy.devices.deploy import deploy_file
+from slmdeploy.devices.loopback import LoopbackLab
+
+
+def make_file(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "wb") as fh:
+        left = size
+        while left:
+            block = os.urandom(min(left, 1 << 22))
+            fh.write(block)
+            digest.update(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def best_of(repeat: int, push, check) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        push()
+        times.append(time.perf_counter() - start)
+        check()
+    return min(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=100, help="file size in MB (10^6 bytes) [100]")
+    parser.add_argument("--repeat", type=int, default=3, help="pushes per transport; the best counts [3]")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    size = args.size_mb * 1_000_000
+    with tempfile.TemporaryDirectory(prefix="slmdeploy-push-bench-") as tmp, LoopbackLab(Path(tmp) / "lab") as lab:
+        local = Path(tmp) / "artifact.bin"
+        sha = make_file(local, size)
+        devices = {t: lab.open(t, workdir=Path(tmp) / "board") for t in ("adb", "adb-direct", "ssh")}
+        phone = devices["adb"]
+
+        def check(device, remote: str):
+            def run() -> None:
+                got = device.shell(["sha256sum", remote], timeout=300).stdout.split()
+                assert got and got[0] == sha, f"{device.spec}: pushed file differs"
+                device.shell(["rm", "-f", remote])
+            return run
+
+        remote = f"{phone.workdir}/push-bench.bin"
+        phone.shell(["mkdir", "-p", phone.workdir])
+        adb = lab.adb_server
+        seconds = {
+            "adb push (binary)": best_of(
+                args.repeat,
+                lambda: adb.adb("-s", lab.phone.serial, "push", str(local), remote, check=True, timeout=600),
+                check(phone, remote)),
+        }
+        for transport, device in devices.items():
+            target = f"{device.workdir}/push-bench.bin"
+            device.shell(["mkdir", "-p", device.workdir])
+            seconds[f"{transport} ({type(device).__module__.rsplit('.', 1)[-1]})"] = best_of(
+                args.repeat, lambda d=device, t=target: d.push(local, t), check(device, target))
+        redeploy = {}
+        for transport, device in devices.items():
+            deploy_file(device, local, sha, progress=False)  # first deploy: pushed and verified
+            start = time.perf_counter()
+            _, pushed = deploy_file(device, local, sha, progress=False)
+            redeploy[transport] = time.perf_counter() - start
+            assert not pushed, f"{transport}: an unchanged artifact was pushed again"
+        for device in devices.values():
+            device.close()
+
+    reference = size / seconds["adb push (binary)"]
+    rows = [{"transport": name, "seconds": round(s, 3), "MB/s": round(size / s / 1e6, 1),
+             "vs adb push": round(size / s / reference, 2)} for name, s in seconds.items()]
+    result = {"size_mb": args.size_mb, "repeat": args.repeat, "push": rows,
+              "redeploy_unchanged_s": {k: round(v, 3) for k, v in redeploy.items()},
+              "emulated_phone": True, "cpus": os.cpu_count()}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"push of {args.size_mb} MB, best of {args.repeat} (emulated Pixel 8 on loopback; ssh: this host's sshd)")
+    print(f"{'transport':<28}{'seconds':>9}{'MB/s':>9}{'vs adb push':>13}")
+    for row in rows:
+        print(f"{row['transport']:<28}{row['seconds']:>9.3f}{row['MB/s']:>9.1f}{row['vs adb push']:>12.2f}x")
+    print(f"\nre-deploy of the unchanged {args.size_mb} MB artifact (goal < 1 s):")
+    for transport, s in redeploy.items():
+        print(f"  {transport:<12}{s:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

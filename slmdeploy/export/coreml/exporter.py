@@ -1,0 +1,245 @@
+"""Standalone Core ML: eager model -> ML program (.mlpackage) with a stateful KV cache.
+
+The LLM is exported with ``torch.export`` (dynamic sequence length) and converted by
+coremltools; the cache buffers become Core ML *states* (iOS 18 / macOS 15), written with
+``slice_update``. Weight quantization runs on the converted program with
+``coremltools.optimize.coreml`` (int8 per-channel, int4 per-block). An ``.mlpackage`` is
+a directory; the artifact keeps it as one uncompressed zip (``model.mlpackage.zip``) so
+that hashing, caching and pushing stay one-file-per-entry.
+
+Core ML predicts only on macOS/iOS: here the package is loaded back without compiling
+(``skip_model_load``) and its spec is checked (``validate_package``).
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slmdeploy.errors import ExportError
+from slmdeploy.export.executorch.exporter import ExportResult, Stage, check_seq_len, io_specs, quiet_library_output
+from slmdeploy.export.executorch.kv_cache import PositionedCacheLM
+from slmdeploy.export.executorch.llm_module import StaticCacheLM
+from slmdeploy.export.manifest import LLM_CONVENTION, LLMSpec, MethodSpec, TensorSpec
+from slmdeploy.export.source import ModelSource
+from slmdeploy.export.target import Target
+
+MODEL_FILE = "model.mlpackage.zip"
+FUNCTION = "main"
+# (compute units from the target's delegates, CPU always allowed) -> coremltools ComputeUnit name
+UNITS = {frozenset(): "CPU_ONLY", frozenset({"ane"}): "CPU_AND_NE", frozenset({"gpu"}): "CPU_AND_GPU",
+         frozenset({"ane", "gpu"}): "ALL"}
+# opset (spec version) each deployment target implies
+SPEC_VERSION = {"iOS18": 9, "macOS15": 9}
+WEIGHT_OPS = {"8w": "constexpr_blockwise_shift_scale", "4w": "constexpr_blockwise_shift_scale"}
+
+
+def compute_units(target: Target) -> str:
+    return UNITS[frozenset(target.delegates) - {"cpu"}]
+
+
+def describe(target: Target) -> dict[str, Any]:
+    scheme = target.quantization
+    if scheme in ("fp32", "fp16"):
+        return {"scheme": scheme, "weights": scheme, "activations": scheme, "method": "coremltools compute_precision"}
+    bits = 4 if scheme == "4w" else 8
+    desc = {"scheme": scheme, "weights": f"int{bits}", "activations": "fp16",
+            "method": "coremltools.optimize.coreml.linear_quantize_weights (linear_symmetric)"}
+    if bits == 4:
+        desc["group_size"] = int(target.options.get("group_size", 32))
+    return desc
+
+
+def _convert(exported, inputs, outputs, target: Target):
+    import logging
+
+    import coremltools as ct
+
+    logging.getLogger("coremltools").setLevel(logging.ERROR)  # shape-broadcast notes, not problems
+
+    precision = ct.precision.FLOAT32 if target.quantization == "fp32" else ct.precision.FLOAT16
+    try:
+        with quiet_library_output():
+            return ct.convert(
+                exported,
+                inputs=inputs,
+                outputs=outputs,
+                minimum_deployment_target=getattr(ct.target, target.options.get("minimum_deployment_target", "iOS18")),
+                compute_units=getattr(ct.ComputeUnit, compute_units(target)),
+                compute_precision=precision,
+                skip_model_load=True,
+            )
+    except Exception as err:  # coremltools' messages are long; keep the first line
+        raise ExportError(f"coremltools could not convert the model: {str(err).strip().splitlines()[0]}") from err
+
+
+def _quantize(mlmodel, target: Target):
+    if target.quantization not in ("8w", "4w"):
+        return mlmodel
+    import coremltools.optimize.coreml as cto
+
+    if target.quantization == "8w":
+        config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
+    else:
+        group = int(target.options.get("group_size", 32))
+        config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block", block_size=group)
+    with quiet_library_output():
+        return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=config))
+
+
+def _save_zipped(mlmodel, out_dir: Path) -> Path:
+    package = out_dir / "model.mlpackage"
+    mlmodel.save(str(package))
+    path = out_dir / MODEL_FILE
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for file in sorted(p for p in package.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(str(Path(package.name) / file.relative_to(package)), date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(info, file.read_bytes())
+    shutil.rmtree(package)
+    return path
+
+
+def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: Path, stage: Stage) -> ExportResult:
+    import coremltools as ct
+    import numpy as np
+
+    check_seq_len(source, max_seq_len)
+    with stage("build model"):
+        model = source.build()
+        reference = StaticCacheLM(copy.deepcopy(model), max_seq_len).eval()
+        wrapped = PositionedCacheLM(model, max_seq_len, write="slice").eval()
+    with stage("torch.export"), torch.no_grad():
+        exported = torch.export.export(
+            wrapped, wrapped.example_inputs(), dynamic_shapes=wrapped.dynamic_shapes(), strict=True
+        ).run_decompositions({})
+    seq = ct.RangeDim(1, max_seq_len - 1, default=1, symbol="seq")
+    inputs = [ct.TensorType(name="tokens", shape=(1, seq), dtype=np.int32),
+              ct.TensorType(name="input_pos", shape=(seq,), dtype=np.int32)]
+    with stage("convert to Core ML (ML program)"):
+        mlmodel = _convert(exported, inputs, [ct.TensorType(name="logits")], target)
+    with stage(f"quantize weights ({target.quantization})"):
+        mlmodel = _quantize(mlmodel, target)
+    with stage("save .mlpackage"):
+        path = _save_zipped(mlmodel, out_dir)
+    vocab = int(source.config["vocab_size"])
+    states = [TensorSpec(name, "float16" if target.quantization != "fp32" else "float32", list(wrapped.cache_shape()))
+              for i in range(wrapped.num_layers) for name in (f"key_cache_{i}", f"value_cache_{i}")]
+    io_in = [TensorSpec("tokens", "int32", [1, "seq"]), TensorSpec("input_pos", "int32", ["seq"])]
+    io_out = [TensorSpec("logits", "float32", [1, vocab])]
+    return ExportResult(
+        files=[(path, "model")],
+        methods=[MethodSpec(FUNCTION, io_in, io_out)],
+        quantization=describe(target),
+        llm=LLMSpec(convention=LLM_CONVENTION, max_seq_len=max_seq_len, vocab_size=vocab,
+                    prefill_method=FUNCTION, decode_method=FUNCTION, kv_cache="state",
+                    cache_tensors=[s.name for s in states]),
+        delegation=whole_program(target),
+        reference=reference,
+        validation={"expect": {"inputs": io_in, "outputs": io_out, "states": states}},
+    )
+
+
+def export_module(source: ModelSource, target: Target, out_dir: Path, stage: Stage) -> ExportResult:
+    """Any nn.Module with example inputs: one ``main`` function with the example shapes."""
+    import coremltools as ct
+
+    with stage("build model"):
+        model = source.build()
+        reference = copy.deepcopy(model).eval()
+    example = source.example_inputs or ()
+    with stage("torch.export"), torch.no_grad():
+        exported = torch.export.export(model, example, strict=False).run_decompositions({})
+    spec_in, spec_out = io_specs(reference, example)
+    with stage("convert to Core ML (ML program)"):
+        mlmodel = _convert(exported, [ct.TensorType(name=s.name, shape=tuple(s.shape)) for s in spec_in],
+                           [ct.TensorType(name=s.name) for s in spec_out], target)
+    with stage(f"quantize weights ({target.quantization})"):
+        mlmodel = _quantize(mlmodel, target)
+    with stage("save .mlpackage"):
+        path = _save_zipped(mlmodel, out_dir)
+    return ExportResult(
+        files=[(path, "model")],
+        methods=[MethodSpec(FUNCTION, spec_in, spec_out)],
+        quantization=describe(target),
+        delegation=whole_program(target),
+        reference=reference,
+        validation={"expect": {"inputs": spec_in, "outputs": spec_out, "states": []}},
+    )
+
+
+def whole_program(target: Target) -> dict[str, Any]:
+    """A Core ML program has no partitioning here: Core ML places ops on the device at load time."""
+    return {
+        "delegated_fraction": 1.0,
+        "by_delegate": {"coreml": {"compute_units": compute_units(target)}},
+        "fallback_ops": {},
+        "note": "the whole program is Core ML; which ops run on the Neural Engine, GPU or CPU is decided by Core ML "
+        "on the device (inspect with MLComputePlan on macOS)",
+    }
+
+
+def _ops(spec) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for function in spec.mlProgram.functions.values():
+        for block in function.block_specializations.values():
+            for op in block.operations:
+                counts[op.type] = counts.get(op.type, 0) + 1
+    return counts
+
+
+def validate_package(path: Path, target: Target, expect: dict[str, list[TensorSpec]]) -> dict[str, Any]:
+    """Load the package back without compiling it and check its interface and opset.
+
+    Returns ``{"status": "passed"|"failed", "checks": [...], "problems": [...]}``; this is a
+    structural check, not a prediction (Core ML cannot run on Linux).
+    """
+    import tempfile
+
+    import coremltools as ct
+
+    problems: list[str] = []
+    checks: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(path) as zf:
+            zf.extractall(tmp)
+        model = ct.models.MLModel(str(Path(tmp) / "model.mlpackage"), skip_model_load=True)
+        spec = model.get_spec()
+    desc = spec.description
+
+    def names(items) -> list[str]:
+        return [i.name for i in items]
+
+    for kind, got in (("inputs", names(desc.input)), ("outputs", names(desc.output)), ("states", names(desc.state))):
+        want = [t.name for t in expect[kind]]
+        checks.append(f"{kind} {want}")
+        if got != want:
+            problems.append(f"{kind} are {got}, expected {want}")
+    for state in desc.state:
+        shape = list(state.type.stateType.arrayType.shape)
+        want_shape = next((t.shape for t in expect["states"] if t.name == state.name), None)
+        if want_shape is not None and shape != want_shape:
+            problems.append(f"state {state.name} has shape {shape}, expected {want_shape}")
+    target_os = target.options.get("minimum_deployment_target", "iOS18")
+    if spec.specificationVersion < SPEC_VERSION.get(target_os, 0):
+        problems.append(f"spec version {spec.specificationVersion} is older than {target_os} needs")
+    checks.append(f"spec version {spec.specificationVersion} (ML program, {target_os})")
+    if not spec.WhichOneof("Type") == "mlProgram":
+        problems.append(f"model type is {spec.WhichOneof('Type')}, expected mlProgram")
+    ops = _ops(spec)
+    if target.quantization in WEIGHT_OPS:
+        op = WEIGHT_OPS[target.quantization]
+        checks.append(f"{ops.get(op, 0)} {op} weight ops")
+        if not ops.get(op):
+            problems.append(f"no {op} ops: the weights are not quantized")
+    if expect["states"]:
+        writes = ops.get("write_state", 0)
+        checks.append(f"{writes} write_state ops")
+        if writes != len(expect["states"]):
+            problems.append(f"{writes} write_state ops for {len(expect['states'])} states")
+    return {"status": "failed" if problems else "passed", "checks": checks, "problems": problems,
+            "ops": dict(sorted(ops.items()))}

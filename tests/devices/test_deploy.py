@@ -1,0 +1,129 @@
+"""Verified, content-addressed, atomic deployment (devices/deploy.py) over the real transports."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from slmdeploy.devices import open_device
+from slmdeploy.devices.base import ShellResult
+from slmdeploy.devices.deploy import blob_path, deploy_file, is_deployed, pull_into
+from slmdeploy.devices.loopback import CorruptingLink
+from slmdeploy.errors import DeviceError
+
+
+def _file(tmp_path: Path, size: int, name: str = "model.pte") -> tuple[Path, str]:
+    path = tmp_path / name
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest()
+
+
+def _ls_blobs(device) -> list[str]:
+    return sorted(device.shell(f"ls -a {device.workdir}/blobs 2>/dev/null").stdout.split())
+
+
+def test_unchanged_file_is_pushed_once(device, tmp_path):
+    local, sha = _file(tmp_path, 2 * (1 << 20) + 7)
+    remote, pushed = deploy_file(device, local, sha, progress=False)
+    assert pushed and remote == blob_path(device, sha)
+    assert device.shell(["sha256sum", remote]).stdout.split()[0] == sha
+    assert device.shell(["cat", remote + ".ok"]).stdout.strip() == sha
+    assert deploy_file(device, local, sha, progress=False) == (remote, False)
+    assert is_deployed(device, sha, local.stat().st_size)
+    assert not [n for n in _ls_blobs(device) if n.startswith(".tmp-")]
+
+
+def test_executable_blob_is_made_executable(device, tmp_path):
+    local, sha = _file(tmp_path, 1000, "harness")
+    remote, _ = deploy_file(device, local, sha, executable=True, progress=False)
+    assert device.shell(["test", "-x", remote]).ok
+
+
+def test_corrupted_push_is_never_put_in_place(device, tmp_path):
+    local, sha = _file(tmp_path, 300_000)
+    with pytest.raises(DeviceError, match="arrived corrupted"):
+        deploy_file(CorruptingLink(device), local, sha, progress=False)
+    assert not device.shell(["test", "-e", blob_path(device, sha)]).ok
+    assert not is_deployed(device, sha, local.stat().st_size)
+    assert not [n for n in _ls_blobs(device) if n.startswith(".tmp-")]  # the temporary copy is gone too
+    assert deploy_file(device, local, sha, progress=False)[1] is True  # a clean retry places it
+
+
+def test_half_pushed_file_is_never_put_in_place(phone, tmp_path):
+    dev = open_device(f"adb-direct:{phone.serial}")
+    local, sha = _file(tmp_path, 3 << 20)
+    phone.drop_next_push_after(1 << 20)
+    with pytest.raises(DeviceError):
+        deploy_file(dev, local, sha, progress=False)
+    assert not is_deployed(dev, sha, local.stat().st_size)  # (this call also reconnects)
+    assert not dev.shell(["test", "-e", blob_path(dev, sha)]).ok
+    remote, pushed = deploy_file(dev, local, sha, progress=False)
+    assert pushed and dev.shell(["sha256sum", remote]).stdout.split()[0] == sha
+    dev.close()
+
+
+def test_full_phone_storage_fails_cleanly(phone, tmp_path):
+    dev = open_device(f"adb:{phone.serial}")
+    local, sha = _file(tmp_path, 2 << 20)
+    phone.fill_storage()
+    try:
+        with pytest.raises(DeviceError, match="(?i)space"):
+            deploy_file(dev, local, sha, progress=False)
+    finally:
+        phone.set_storage_quota(None)
+    assert not is_deployed(dev, sha, local.stat().st_size)
+    assert not [n for n in _ls_blobs(dev) if n.startswith(".tmp-")]
+    assert deploy_file(dev, local, sha, progress=False)[1]
+
+
+class ReportsFullDisk:
+    """The real device, except that df says 1 MiB is free (filling a real disk is not an option here)."""
+
+    def __init__(self, device) -> None:
+        self.device = device
+        self.spec, self.workdir, self.transport = device.spec, device.workdir, device.transport
+        self.pushes = 0
+
+    def shell(self, cmd, timeout=None):
+        if isinstance(cmd, list) and cmd[:2] == ["df", "-k"]:
+            return ShellResult(0, "Filesystem 1K-blocks Used Available Use% Mounted on\n/dev/x 100 99 1024 99% /data\n", "")
+        return self.device.shell(cmd, timeout)
+
+    def push(self, *args, **kwargs):
+        self.pushes += 1
+        return self.device.push(*args, **kwargs)
+
+
+def test_free_space_is_checked_before_pushing(phone, tmp_path):
+    dev = ReportsFullDisk(open_device(f"adb:{phone.serial}"))
+    local, sha = _file(tmp_path, 2 << 20)
+    with pytest.raises(DeviceError, match="1 MiB free"):
+        deploy_file(dev, local, sha, progress=False)
+    assert dev.pushes == 0
+
+
+def test_leftovers_of_a_dead_push_are_removed(device, tmp_path):
+    local, sha = _file(tmp_path, 5000)
+    blobs = f"{device.workdir}/blobs"
+    device.shell(f"mkdir -p {blobs} && head -c 4000 /dev/zero > {blobs}/.tmp-{sha[:16]}-deadbeef")
+    deploy_file(device, local, sha, progress=False)
+    assert [n for n in _ls_blobs(device) if n.startswith(".tmp-")] == []
+
+
+def test_pull_into_refuses_names_that_leave_the_run_dir(device, scratch, tmp_path):
+    device.shell(f"echo trace > {scratch}/trace.jsonl && echo secret > {scratch}/secret")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    assert pull_into(device, scratch, run_dir, ["trace.jsonl", "missing.txt"]) == ["trace.jsonl"]
+    assert (run_dir / "trace.jsonl").read_text() == "trace\n"
+    for evil in ("../escaped", "sub/secret", "..", "", "/etc/passwd"):
+        with pytest.raises(DeviceError, match="refusing"):
+            pull_into(device, scratch, run_dir, [evil])
+    (run_dir / "link").symlink_to(tmp_path / "outside")
+    with pytest.raises(DeviceError, match="refusing"):
+        pull_into(device, scratch, run_dir, ["link"])
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "escaped").exists()

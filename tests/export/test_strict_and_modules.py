@@ -1,0 +1,99 @@
+"""`strict` turns delegate fallback into an error; any nn.Module (not only LLMs) exports to
+every runtime through the Python API, with parity checked where it runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from export_matrix import CROSS_MODEL, SEQ
+
+from slmdeploy.errors import ExportError
+from slmdeploy.export import export, from_module, load_target
+
+
+class SmallCNN(torch.nn.Module):
+    """A non-LLM model: conv -> relu -> pool -> linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.head = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3), keepdim=True).flatten(1))
+
+
+class CumsumMLP(torch.nn.Module):
+    """An MLP with a cumulative sum, which XNNPACK has no kernel for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(16, 16)
+
+    def forward(self, x):
+        return torch.cumsum(self.fc(x), dim=-1)
+
+
+def _cnn():
+    torch.manual_seed(0)
+    return from_module("small-cnn", SmallCNN().eval(), (torch.randn(1, 3, 16, 16),))
+
+
+@pytest.mark.parametrize("target", ["host-xnnpack", "android-portable-fp32", "tflite-xnnpack-fp32", "ios-coreml-ane-fp16"])
+def test_a_plain_nn_module_exports_to_every_runtime(target, tmp_path, support_matrix, request):
+    from export_matrix import Outcome
+
+    artifact = export(_cnn(), target, tmp_path / target, progress=False)
+    support_matrix.record(load_target(target), "nn.Module (CNN)", "small-cnn", request.node.nodeid, Outcome(artifact))
+    m = artifact.manifest
+    assert m.llm is None and m.model["source"] == "module"
+    (method,) = m.methods
+    assert method.inputs[0].shape == [1, 3, 16, 16] and method.outputs[0].shape == [1, 10]
+    v = m.verification
+    if m.runtime == "coreml":
+        assert v["status"] == "not verified on this host" and v["spec_check"]["status"] == "passed"
+    else:
+        assert v["status"] == "passed" and v["relative_diff"] <= 1e-3
+
+
+def test_strict_fails_on_fallback_and_names_the_ops(tmp_path):
+    torch.manual_seed(0)
+    source = from_module("cumsum-mlp", CumsumMLP().eval(), (torch.randn(2, 16),))
+    relaxed = export(source, "host-xnnpack", tmp_path / "relaxed", progress=False)
+    assert relaxed.manifest.delegation["fallback_ops"] == {"aten_cumsum_default": 1}
+    assert relaxed.manifest.verification["status"] == "passed"
+    with pytest.raises(ExportError) as err:
+        export(source, "host-xnnpack", tmp_path / "strict", progress=False, strict=True, force=True)
+    assert "aten_cumsum_default×1" in str(err.value) and "fell back outside xnnpack" in str(err.value)
+    assert not (tmp_path / "strict").exists(), "a strict failure leaves no artifact"
+    with pytest.raises(ExportError, match="aten_cumsum_default"):  # a cached artifact is held to it too
+        export(source, "host-xnnpack", tmp_path / "strict", progress=False, strict=True)
+
+
+def test_strict_passes_when_the_delegate_takes_everything(tmp_path):
+    artifact = export(_cnn(), "host-xnnpack", tmp_path / "cnn", progress=False, strict=True)
+    d = artifact.manifest.delegation
+    assert d["fallback_ops"] == {} and d["delegated_fraction"] == 1.0 and d["by_delegate"]["XnnpackBackend"]["nodes"] > 0
+
+
+def test_strict_on_an_llm_lists_the_kv_cache_fallback(export_once, tmp_path):
+    export_once(CROSS_MODEL, "host-xnnpack").get()
+    with pytest.raises(ExportError, match="aten_index_put_default×4"):
+        export(CROSS_MODEL, "host-xnnpack", tmp_path / "s", max_seq_len=SEQ, progress=False, strict=True)
+    artifact = export_once(CROSS_MODEL, "ios-executorch-coreml").get()
+    again = export(CROSS_MODEL, "ios-executorch-coreml", tmp_path / "c", max_seq_len=SEQ, progress=False, strict=True)
+    assert again.cache_hit and again.manifest.delegation == artifact.manifest.delegation
+
+
+def test_cli_strict_is_a_one_line_error(export_once, tmp_path):
+    export_once(CROSS_MODEL, "tflite-xnnpack-fp32").get()
+    cli = str(Path(sys.executable).parent / "slmdeploy")
+    out = subprocess.run([cli, "export", CROSS_MODEL, "-t", "tflite-xnnpack-fp32", "--max-seq-len", str(SEQ),
+                          "--out", str(tmp_path / "t"), "--strict"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (line,) = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
+    assert "DYNAMIC_UPDATE_SLICE×4" in line
