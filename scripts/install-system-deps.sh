@@ -1,12 +1,16 @@
 #!/bin/sh
-# System packages the device tests need (idempotent: installs only what is missing).
+# System packages slmdeploy's tests need (idempotent: installs only what is missing).
 #   openssh-server  the real sshd the ssh transport's tests and benchmarks start on loopback
+#   cmake, g++, make  to build the native harness (android_harness/) for this host
 # The adb binary comes from the adbutils wheel; nothing else is needed from apt.
 set -eu
 
 missing=""
 [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || missing="$missing openssh-server"
 command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
+command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
+command -v g++ >/dev/null 2>&1 || missing="$missing g++"
+command -v make >/dev/null 2>&1 || missing="$missing make"
 
 if [ -z "$missing" ]; then
   echo "system deps: all present"

@@ -127,8 +127,8 @@ int64_t run_llm(const Args& a, Backend& backend, TraceWriter& trace, TokenLog& l
     int64_t token = backend.prefill();
     const int64_t prefill_ns = mono_ns() - start;
     sampled[0] = token;
+    emit_iteration(trace, run, warm, "prefill", P, 0, prefill_ns, nullptr);  // complete: kept even if interrupted
     check_interrupt();
-    emit_iteration(trace, run, warm, "prefill", P, 0, prefill_ns, nullptr);
     for (int64_t i = 0; i < G; ++i) {
       start = mono_ns();
       token = backend.decode(token, P + i);
@@ -157,7 +157,6 @@ int64_t run_generic(const Args& a, Backend& backend, TraceWriter& trace) {
       backend.invoke();
       times[static_cast<size_t>(i)] = mono_ns() - start;
     }
-    check_interrupt();
     emit_iteration(trace, run, warm, "forward", 0, -1, sum(times), &times);
     count += warm ? 0 : 1;
   }

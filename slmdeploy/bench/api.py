@@ -9,12 +9,13 @@ complete; a harness failure is raised only after that is written.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from slmdeploy.analysis.metrics import summarize
 from slmdeploy.analysis.records import TRACE_FILE
@@ -185,7 +186,7 @@ def bench(
     )
     shutil.copy2(art.path / "manifest.json", rd.path / "manifest.json")
     try:
-        with dev.lock():
+        with dev.lock(), _closing(dev, opened=dev is not device):
             info = dev.info()
             rd.write_json("device.json", info.to_dict())
             plan = harnesses.plan(harness, getattr(dev, "transport", "local"), info, art, python=python)
@@ -231,6 +232,16 @@ def bench(
     if not complete:
         raise HarnessError(f"run {rd.run_id} is {status}: {error}. What was measured is kept in {rd.path}.")
     return result
+
+
+@contextlib.contextmanager
+def _closing(dev: Device, opened: bool) -> Iterator[None]:
+    """Close a device bench opened itself (an ssh/adb-direct connection), not one it was given."""
+    try:
+        yield
+    finally:
+        if opened:
+            dev.close()
 
 
 def _store_quietly(rd: RunDir, db: Path) -> None:

@@ -161,19 +161,19 @@ class AdbDevice:
         does not become a device by waiting; a phone that just rebooted does).
         """
         deadline = time.monotonic() + timeout
-        state = self._state()
-        asked = False
-        while state != "device":
-            if _NETWORK_SERIAL.match(self.serial) and state in (None, "offline") and not asked:
+        network = bool(_NETWORK_SERIAL.match(self.serial))
+        nudged = False
+        while (state := self._state()) != "device":
+            # `adb connect`: a network serial the server forgot needs it; an offline one gets one nudge
+            if network and (state is None or (state == "offline" and not nudged)):
                 try:
                     self._client.connect(self.serial, timeout=max(1.0, deadline - time.monotonic()))
-                except Exception:  # unreachable now: keep trying until the deadline
+                except Exception:  # not reachable yet (rebooting): try again until the deadline
                     pass
-                asked = state is not None  # a vanished network device is asked again each round
-            if time.monotonic() >= deadline or (state is None and not reappear and not _NETWORK_SERIAL.match(self.serial)):
+                nudged = True
+            if time.monotonic() >= deadline or (state is None and not network and not reappear):
                 break
             time.sleep(0.2)
-            state = self._state()
         if state == "device":
             return
         if state == "unauthorized":
@@ -209,22 +209,21 @@ class AdbDevice:
         raise AssertionError("unreachable")
 
     def features(self) -> set[str]:
+        """What the device's adbd supports (``shell_v2`` ...), as the server reports it."""
         if self._features is None:
-            stream = self._open_host_service(f"host-serial:{self.serial}:features")
-            self._features = set(stream.split(","))
+            for attempt in (0, 1):
+                try:
+                    with self._client.make_connection(timeout=self.connect_timeout) as conn:
+                        conn.send_command(f"host-serial:{self.serial}:features")
+                        conn.check_okay()
+                        self._features = set(conn.read_string_block().split(","))
+                        break
+                except Exception as err:
+                    if attempt == 0 and _looks_gone(str(err)):
+                        self._ensure_online(self.reconnect_timeout)
+                        continue
+                    raise DeviceError(f"{self.spec}: cannot read its features: {err}") from None
         return self._features
-
-    def _open_host_service(self, service: str) -> str:
-        try:
-            with self._client.make_connection(timeout=self.connect_timeout) as conn:
-                conn.send_command(service)
-                conn.check_okay()
-                return conn.read_string_block()
-        except Exception as err:
-            if _looks_gone(str(err)):
-                self._ensure_online(self.reconnect_timeout)
-                return self._open_host_service(service)
-            raise DeviceError(f"{self.spec}: {service} failed: {err}") from None
 
     # -- Device protocol ---------------------------------------------------------------------
     def shell(self, cmd: str | Sequence[str], timeout: float | None = None) -> ShellResult:

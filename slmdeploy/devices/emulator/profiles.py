@@ -101,7 +101,8 @@ class Profile:
         """(cpu number, cluster) for every core, numbered like the kernel: little first."""
         out: list[tuple[int, Cluster]] = []
         for cluster in self.clusters:
-            out.extend((len(out) + i, cluster) for i in range(cluster.count))
+            first = len(out)
+            out.extend((first + i, cluster) for i in range(cluster.count))
         return out
 
     def with_thermal(self, **changes: Any) -> Profile:
