@@ -6,7 +6,10 @@ Prints, in one run:
    with their ratio (goal: within 10%);
 2. the native harness's per-decode-step time vs ``bare_loop`` -- the same Module API calls
    on the same inputs with nothing else, timed per run instead of per step (goal: < 1%);
-3. the native harness's peak RSS vs the model file size (and the Python harness's).
+3. the native harness's peak RSS vs the model file size (and the Python harness's);
+4. a floor that noise cannot blur: the native harness's time per call of a one-operator
+   program (generic workload). Everything the harness does per step besides the model's
+   own work is inside that figure, so floor / decode step bounds its per-step overhead.
 
 The three programs run interleaved, ``--reps`` times each. Prefill figures are per run;
 decode figures come from the per-step times (``step_ns``; bare_loop times its steps the same
@@ -47,6 +50,19 @@ def _trace_figures(path: Path) -> dict[str, list[float]]:
         "step_ns": [ns for e in its if e["phase"] == "decode" for ns in e["step_ns"]],
         "peak_rss_kib": [max(hwm)],
     }
+
+
+def _one_op_program(path: Path) -> Path:
+    """A program of one non-delegated ``add`` on a 1-element tensor: a call costs next to nothing."""
+    import torch
+    from executorch.exir import to_edge
+
+    class AddOne(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + 1
+
+    path.write_bytes(to_edge(torch.export.export(AddOne(), (torch.zeros(1),))).to_executorch().buffer)
+    return path
 
 
 def _merge(into: dict[str, list[float]], more: dict[str, list[float]]) -> None:
@@ -99,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     _merge(results[name], _trace_figures(trace))
             print(f"  rep {rep + 1}/{args.reps} done", file=sys.stderr)
+        floor_trace = Path(tmp) / "floor.jsonl"
+        proc = subprocess.run([str(binary), "--model", str(_one_op_program(Path(tmp) / "one_op.pte")), "--trace",
+                               str(floor_trace), "--workload", "generic", "--iterations", "1000", "--runs", "5",
+                               "--threads", str(args.threads)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"floor run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        floor_ns = [ns for e in read_trace(floor_trace).iterations() for ns in e["step_ns"]]
 
     stats = {kind: {name: {"prefill_tps": args.prompt / _percentile(f["prefill_ns"], q) * 1e9,
                            "step_ns": _percentile(f["step_ns"], q)}
@@ -131,12 +154,19 @@ def main(argv: list[str] | None = None) -> int:
     print("\n3. memory                          native     python  model file")
     print(f"   peak RSS (MiB)             {n_rss / 1024:>10.1f} {p_rss / 1024:>10.1f} {model_size / 2**20:>10.1f}")
     print(f"   peak RSS / model file      {n_rss * 1024 / model_size:>10.2f} {p_rss * 1024 / model_size:>10.2f}")
+    floor = _percentile(floor_ns, 0.5)
+    step = stats["median"]["bare"]["step_ns"]
+    print("\n4. per-call floor (one-op program, 5000 calls)")
+    print(f"   median call {floor / 1e3:.2f} us = {floor / step * 100:.3f}% of a decode step"
+          f" ({step / 1e3:.0f} us): the bound on the harness's per-step overhead")
+    goals["floor"] = {"step overhead < 1%": floor / step < 0.01}
     for kind, met in goals.items():
         print(f"\n   goals ({kind}): " + ", ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in met.items()), end="")
     print()
     if args.json_out:
         args.json_out.write_text(json.dumps({"model": args.model, "target": args.target, "model_size": model_size,
-                                             "threads": args.threads, **stats, "raw": results, "goals": goals},
+                                             "threads": args.threads, **stats, "raw": results, "goals": goals,
+                                             "floor_call_ns": floor},
                                             indent=2))
     return 0
 

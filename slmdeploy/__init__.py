@@ -12,23 +12,16 @@ from typing import TYPE_CHECKING, Any
 from slmdeploy._version import __version__
 
 if TYPE_CHECKING:
-    from slmdeploy.bench import bench
-    from slmdeploy.export import export
+    from slmdeploy import analysis, bench, export
 
-__all__ = ["__version__", "bench", "export"]
+__all__ = ["__version__", "analysis", "bench", "export"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "export":
-        from slmdeploy.export import export
+    # ``export`` and ``bench`` are callable packages (see ``_callable``): calling them calls
+    # ``export.export`` / ``bench.bench``, and their other names stay reachable.
+    if name in ("export", "bench", "analysis"):
+        import importlib
 
-        return export
-    if name == "bench":
-        from slmdeploy.bench import bench
-
-        return bench
-    if name == "analysis":
-        import slmdeploy.analysis as analysis
-
-        return analysis
+        return importlib.import_module(f"slmdeploy.{name}")
     raise AttributeError(f"module 'slmdeploy' has no attribute {name!r}")

@@ -245,9 +245,6 @@ def android_info(device: Device, serial: str, timeout: float = 60.0) -> DeviceIn
     return _common(facts, info)
 
 
-_ABI_OF_MACHINE = {"aarch64": "arm64-v8a", "arm64": "arm64-v8a", "x86_64": "x86_64", "armv7l": "armeabi-v7a"}
-
-
 def linux_info(device: Device, serial: str, facts: dict[str, Any] | None = None, timeout: float = 60.0) -> DeviceInfo:
     """``DeviceInfo`` of a Linux board (Jetson, Raspberry Pi ...) from sysfs, /proc and df."""
     facts = facts or collect_facts(device, timeout)
@@ -261,7 +258,7 @@ def linux_info(device: Device, serial: str, facts: dict[str, Any] | None = None,
         model=facts["board_model"] or cpuinfo.get("model name") or facts["hostname"],
         soc=cpuinfo.get("hardware") or cpuinfo.get("model name"),
         abi=machine,
-        exec_abi=_ABI_OF_MACHINE.get(machine or "", machine),
+        exec_abi=machine,  # a glibc Linux binary: Android (bionic) builds do not run here
         os=release.get("PRETTY_NAME") or facts["os"],
         os_version=facts["kernel"],
     )

@@ -1,5 +1,6 @@
 """Export: a model source and a target in, a verified artifact directory out."""
 
+from slmdeploy._callable import make_callable
 from slmdeploy.export.api import DEFAULT_TARGET, export
 from slmdeploy.export.artifact import Artifact
 from slmdeploy.export.manifest import Manifest
@@ -17,3 +18,5 @@ __all__ = [
     "list_targets",
     "load_target",
 ]
+
+make_callable(__name__, export)

@@ -81,7 +81,9 @@ def preset_for_abi(abi: str) -> str:
         return HOST_PRESET
     raise HarnessNotBuiltError(
         f"no native harness build targets ABI {abi or '(unknown)'}: this host builds {host_abi()} "
-        f"(`slmdeploy harness build`) and, with the Android NDK, {ANDROID_ABI} (`slmdeploy harness build --android`)."
+        f"(`slmdeploy harness build`) and, with the Android NDK, {ANDROID_ABI} (`slmdeploy harness build --android`). "
+        f"For a Linux board, build on a machine of its architecture (e.g. the board itself) and point "
+        f"SLMDEPLOY_HARNESS_DIR at that build."
     )
 
 

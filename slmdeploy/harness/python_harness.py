@@ -113,7 +113,7 @@ def header(args: HarnessArgs, runtime_version: str) -> dict[str, Any]:
     }
 
 
-def run_llm(args: HarnessArgs, method, emit) -> int:
+def run_llm(args: HarnessArgs, method, emit, decode_method=None) -> int:
     """Warm-up, then ``runs`` x (prefill P tokens, then G greedy decode steps)."""
     import torch
 
@@ -122,6 +122,7 @@ def run_llm(args: HarnessArgs, method, emit) -> int:
     prompt_pos = torch.arange(args.prompt_tokens)
     step_pos = [torch.tensor([args.prompt_tokens + i]) for i in range(args.gen_tokens)]
     execute, perf = method.execute, time.perf_counter_ns
+    step = (decode_method or method).execute
     count = 0
     for index in range(args.warmup + args.runs):
         warm = index < args.warmup
@@ -135,7 +136,7 @@ def run_llm(args: HarnessArgs, method, emit) -> int:
         steps = [0] * args.gen_tokens
         for i, pos in enumerate(step_pos):
             start = perf()
-            logits = execute([token, pos])[0]
+            logits = step([token, pos])[0]
             token = logits.argmax(-1, keepdim=True)
             steps[i] = perf() - start
         if args.gen_tokens:
@@ -208,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
                 method = program.load_method(name)
                 if method is None:
                     raise RuntimeError(f"the program has no method {name!r}")
+                decode = None
+                if args.workload == "llm" and args.decode_method != name:
+                    decode = program.load_method(args.decode_method)
+                    if decode is None:
+                        raise RuntimeError(f"the program has no method {args.decode_method!r}")
             except Exception as err:
                 emit({"type": "error", "t_ns": clock(), "phase": "load", "message": str(err).strip()[:2000]})
                 print(f"python_harness: cannot load {args.model}: {err}", file=sys.stderr)
@@ -216,8 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             emit({"type": "load", "t_ns": clock(), "ns": load_ns, "rss_before_kib": before.get("rss_kib"),
                   "threads": portable_lib._threadpool_get_thread_count(), **memory.snapshot()})
             phase = "run"
-            runner = run_llm if args.workload == "llm" else run_generic
-            count = runner(args, method, emit)
+            if args.workload == "llm":
+                count = run_llm(args, method, emit, decode)
+            else:
+                count = run_generic(args, method, emit)
         if args.etdump:
             program.write_etdump_result_to_file(args.etdump, args.etdump + ".debug")
         emit({"type": "footer", "t_ns": clock(), "status": "complete", "runs": count,
