@@ -12,8 +12,11 @@ that is what every bench after the first pays.
     python benchmarks/push_throughput.py --size-mb 300 --repeat 2 --json
 
 Goals: each transport >= 1.0x the real `adb push`; an unchanged 100 MB re-deploy < 1 s.
-Note that the ssh row pushes to this host's sshd (the emulated phone speaks adb only), so it
-compares the SSH/SFTP path, not the same receiver.
+Note that the ssh rows push to this host's sshd (the emulated phone speaks adb only) through
+the lab's Python TCP relay (``lab.ssh_address``, the board's "network"), so they compare the
+SSH path, not the same receiver. ``ssh`` is the default transfer path (the system OpenSSH
+client when there is one, see docs/devices.md); ``ssh-sftp`` is the same device forced onto
+paramiko's SFTP (``transfer="sftp"``), the fallback without an ``ssh`` binary or key file.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 
 from slmdeploy.devices.deploy import deploy_file
 from slmdeploy.devices.loopback import LoopbackLab
+from slmdeploy.devices.ssh import SshDevice
 
 
 def make_file(path: Path, size: int) -> str:
@@ -64,6 +68,8 @@ def main() -> int:
         local = Path(tmp) / "artifact.bin"
         sha = make_file(local, size)
         devices = {t: lab.open(t, workdir=Path(tmp) / "board") for t in ("adb", "adb-direct", "ssh")}
+        devices["ssh-sftp"] = SshDevice(lab.ssh_address, key_filename=lab.sshd.key,
+                                        workdir=str(Path(tmp) / "board"), transfer="sftp")
         phone = devices["adb"]
 
         def check(device, remote: str):
@@ -85,8 +91,10 @@ def main() -> int:
         for transport, device in devices.items():
             target = f"{device.workdir}/push-bench.bin"
             device.shell(["mkdir", "-p", device.workdir])
-            seconds[f"{transport} ({type(device).__module__.rsplit('.', 1)[-1]})"] = best_of(
-                args.repeat, lambda d=device, t=target: d.push(local, t), check(device, target))
+            took = best_of(args.repeat, lambda d=device, t=target: d.push(local, t), check(device, target))
+            how = getattr(device, "transfer_path", None) or type(device).__module__.rsplit(".", 1)[-1]
+            how = {"sftp": "paramiko sftp"}.get(how, how)
+            seconds[f"{transport} ({how})"] = took
         redeploy = {}
         for transport, device in devices.items():
             deploy_file(device, local, sha, progress=False)  # first deploy: pushed and verified
@@ -94,6 +102,7 @@ def main() -> int:
             _, pushed = deploy_file(device, local, sha, progress=False)
             redeploy[transport] = time.perf_counter() - start
             assert not pushed, f"{transport}: an unchanged artifact was pushed again"
+        ssh_path = f"{devices['ssh'].transfer_path}: {devices['ssh'].transfer_detail}"
         for device in devices.values():
             device.close()
 
@@ -102,11 +111,12 @@ def main() -> int:
              "vs adb push": round(size / s / reference, 2)} for name, s in seconds.items()]
     result = {"size_mb": args.size_mb, "repeat": args.repeat, "push": rows,
               "redeploy_unchanged_s": {k: round(v, 3) for k, v in redeploy.items()},
-              "emulated_phone": True, "cpus": os.cpu_count()}
+              "ssh_transfer": ssh_path, "emulated_phone": True, "cpus": os.cpu_count()}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"push of {args.size_mb} MB, best of {args.repeat} (emulated Pixel 8 on loopback; ssh: this host's sshd)")
+    print(f"ssh transfers: {ssh_path}")
     print(f"{'transport':<28}{'seconds':>9}{'MB/s':>9}{'vs adb push':>13}")
     for row in rows:
         print(f"{row['transport']:<28}{row['seconds']:>9.3f}{row['MB/s']:>9.1f}{row['vs adb push']:>12.2f}x")

@@ -94,7 +94,8 @@ def verify(result, target: Target, source: ModelSource) -> dict[str, Any]:
 
         if result.llm is not None:
             return tfl_verify.verify_llm(result.program, result.llm, result.reference, result.quantized_reference)
-        return tfl_verify.verify_module(result.program, result.reference, source.example_inputs or (), quantized)
+        twin = result.quantized_reference  # judged against the same quantization run eagerly
+        return tfl_verify.verify_module(result.program, twin or result.reference, source.example_inputs or (), quantized)
     runnable = target.runtime == "executorch" and all(("executorch", d) in RUNNABLE_HERE for d in target.delegates)
     if not runnable or result.program is None:
         return _not_verified(target, result)

@@ -59,7 +59,7 @@ def export_once(request, tmp_path_factory):
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             jobs = [pool.submit(export_in_worker, m, t, str(root / f"warm-{m}-{t}")) for m, t in pairs]
             for job in jobs:
-                job.result()
+                job.exception()  # waits; any failure is reproduced, with its real error, by the test itself
 
     def run(model: str, target: str) -> Outcome:
         key = (model, target)

@@ -97,3 +97,26 @@ def test_cli_strict_is_a_one_line_error(export_once, tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     (line,) = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
     assert "DYNAMIC_UPDATE_SLICE×4" in line
+
+
+class ZeroRowLinear(torch.nn.Module):
+    """A linear layer with an all-zero output row (like the padding row of a tied embedding)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 8, bias=False)
+        with torch.no_grad():
+            self.fc.weight[0].zero_()
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def test_int4_tflite_with_an_all_zero_weight_block_loads_and_matches(tmp_path):
+    """ai-edge-quantizer gives a zero block scale 0, which XNNPACK refuses; the exporter fixes it."""
+    torch.manual_seed(0)
+    artifact = export(from_module("zero-row", ZeroRowLinear().eval(), (torch.randn(2, 64),)), "tflite-int4",
+                      tmp_path / "z", progress=False)
+    v = artifact.manifest.verification
+    assert v["status"] == "passed" and v["relative_diff"] < 0.05
+    assert artifact.manifest.quantization["weights"] == "int4"

@@ -68,6 +68,62 @@ def _quantize(path: Path, target: Target) -> None:
     with quiet_library_output():
         result = qt.quantize()
     path.write_bytes(bytes(result.quantized_model))
+    if target.quantization == "8da4w":
+        _fix_zero_block_scales(path)
+
+
+def _fix_zero_block_scales(path: Path) -> int:
+    """Give all-zero int4 blocks a positive scale; returns how many scale buffers changed.
+
+    A weight block that is all zeros (e.g. the padding row of a tied embedding) gets scale 0
+    from ai-edge-quantizer, and XNNPACK refuses to load a blockwise tensor with a zero scale.
+    The block's quantized values are all 0, so any positive scale dequantizes to the same zeros.
+    """
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    raw = bytearray(path.read_bytes())
+    model = schema.ModelT.InitFromPackedBuf(raw, 0)
+    dtypes = {schema.TensorType.FLOAT16: np.float16, schema.TensorType.FLOAT32: np.float32}
+    changed: set[int] = set()
+    inline = False
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            q = tensor.quantization
+            if q is None or q.detailsType != schema.QuantizationDetails.BlockwiseQuantization:
+                continue
+            scales = subgraph.tensors[q.details.scales]
+            buffer = model.buffers[scales.buffer]
+            if scales.buffer in changed or scales.type not in dtypes:
+                continue
+            dtype = np.dtype(dtypes[scales.type])
+            if buffer.data is not None:  # inside the flatbuffer: patched in the object tree, re-packed below
+                values = np.frombuffer(bytes(bytearray(buffer.data)), dtype=dtype).copy()
+            elif buffer.offset:  # appended after the flatbuffer (the converter's layout): patched in place
+                values = np.frombuffer(raw, dtype=dtype, count=buffer.size // dtype.itemsize, offset=buffer.offset)
+            else:
+                continue
+            if (values == 0).any():
+                values[values == 0] = 1.0
+                changed.add(scales.buffer)
+                if buffer.data is not None:
+                    buffer.data, inline = np.frombuffer(values.tobytes(), dtype=np.uint8), True
+    if inline and not any(b.offset for b in model.buffers):  # re-packing would drop appended buffers
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        raw = bytearray(builder.Output())
+    if changed:
+        path.write_bytes(bytes(raw))
+    return len(changed)
+
+
+def _twin(model, target: Target):
+    """The target's quantization applied to a copy of ``model`` in eager PyTorch (None for fp32)."""
+    if target.quantization == "fp32":
+        return None
+    group = int(target.options.get("group_size", 32))
+    return reference_quant.apply(copy.deepcopy(model), target.quantization, group).eval()
 
 
 def prefill_len(target: Target, max_seq_len: int) -> int:
@@ -97,10 +153,8 @@ def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: P
     with stage("build model"):
         model = source.build()
         reference = StaticCacheLM(copy.deepcopy(model), max_seq_len).eval()
-        quantized_reference = None
-        if target.quantization != "fp32":  # the same scheme in eager PyTorch, for the parity check
-            twin = reference_quant.apply(copy.deepcopy(model), target.quantization, int(target.options.get("group_size", 32)))
-            quantized_reference = StaticCacheLM(twin, max_seq_len).eval()
+        twin = _twin(model, target)
+        quantized_reference = StaticCacheLM(twin, max_seq_len).eval() if twin is not None else None
         wrapped = PositionedCacheLM(model, max_seq_len, write="dus", cache="io").eval()
     path = out_dir / MODEL_FILE
     with stage("convert with litert-torch (prefill + decode)"), torch.no_grad():
@@ -137,6 +191,7 @@ def export_module(source: ModelSource, target: Target, out_dir: Path, stage: Sta
     with stage("build model"):
         model = source.build()
         reference = copy.deepcopy(model).eval()
+        twin = _twin(model, target)
     example = source.example_inputs or ()
     path = out_dir / MODEL_FILE
     with stage("convert with litert-torch"), torch.no_grad():
@@ -156,5 +211,6 @@ def export_module(source: ModelSource, target: Target, out_dir: Path, stage: Sta
         quantization=describe(target),
         delegation=report,
         reference=reference,
+        quantized_reference=twin,
         program=path,
     )
