@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from slmdeploy._stdio import native_stderr_silenced
+
 FLOAT_TOLERANCE = 1e-3
 QUANT_TOLERANCE = 0.05
 QUANT_MIN_TOP1 = 0.8
@@ -21,8 +23,10 @@ QUANT_MIN_TOP1 = 0.8
 def run_program(path, inputs: list[torch.Tensor], method: str = "forward"):
     from executorch.runtime import Runtime
 
-    program = Runtime.get().load_program(str(path))
-    return program.load_method(method).execute(inputs)
+    with native_stderr_silenced():
+        program = Runtime.get().load_program(str(path))
+        loaded = program.load_method(method)
+    return loaded.execute(inputs)
 
 
 def _llm_positions(method, references: dict, vocab: int, prompt_len: int, decode_steps: int) -> dict:
@@ -59,7 +63,8 @@ def verify_llm(
     weights the logits are nearly flat and top-1 flips easily)."""
     from executorch.runtime import Runtime
 
-    method = Runtime.get().load_program(str(program_path)).load_method("forward")
+    with native_stderr_silenced():
+        method = Runtime.get().load_program(str(program_path)).load_method("forward")
     return judge_llm(method, reference, quantized_reference, prompt_len, decode_steps)
 
 
