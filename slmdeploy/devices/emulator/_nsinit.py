@@ -3,7 +3,7 @@
 Started as a stand-alone script (no package imports: it runs in a fresh interpreter
 and chroots away). It builds a new root on a private tmpfs: the host's top-level
 directories bound read-only (so the host's /bin/sh, python and natively built
-binaries run), a fresh /tmp, /dev, /proc and /sys, and the phone's own paths
+binaries run), the host's /tmp read-only, /dev, /proc and /sys, and the phone's own paths
 (/data, /sdcard, /system, fake /proc and /sys files) bound from the sandbox. Then it
 chroots there, prints "ready" and waits for stdin to close; commands join with
 ``nsenter -t PID -m -u -r -w``. Nothing of this is visible on the host.
@@ -72,8 +72,11 @@ def build(spec: dict) -> None:
     for name, read_only in (("proc", False), ("sys", True)):
         os.mkdir(os.path.join(root, name))
         bind("/" + name, os.path.join(root, name), read_only=read_only)
+    # The host's /tmp, read-only like every host directory: host binaries (a venv, a harness
+    # build, a CI checkout) may live there, and the phone runs host binaries. Android has no
+    # /tmp of its own; phone files go to /data.
     os.mkdir(os.path.join(root, "tmp"))
-    mount("tmpfs", os.path.join(root, "tmp"), "tmpfs", 0, "mode=1777")
+    bind("/tmp", os.path.join(root, "tmp"), read_only=True)
 
     for link, target in spec["symlinks"]:
         path = os.path.join(root, link.lstrip("/"))
