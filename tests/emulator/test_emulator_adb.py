@@ -187,7 +187,12 @@ def test_concurrent_streams(connected_phone, adb_server):
     assert results == {i: f"{i}\n" for i in range(8)}
 
 
-def test_tmp_is_private_to_the_phone(connected_phone, adb_server, tmp_path):
-    name = f"slmdeploy-private-{os.getpid()}"
-    assert shell(adb_server, connected_phone, f"echo x > /tmp/{name} && cat /tmp/{name}").stdout == "x\n"
-    assert not (Path("/tmp") / name).exists()
+def test_tmp_is_the_hosts_and_read_only(connected_phone, adb_server):
+    host_file = Path("/tmp") / f"slmdeploy-visible-{os.getpid()}"
+    host_file.write_text("from the host\n")
+    try:  # host binaries under /tmp (a venv, a CI checkout) must run on the phone
+        assert shell(adb_server, connected_phone, f"cat {host_file}").stdout == "from the host\n"
+        write = shell(adb_server, connected_phone, f"echo x > {host_file}.phone")
+        assert write.returncode != 0 and not Path(f"{host_file}.phone").exists()
+    finally:
+        host_file.unlink()
