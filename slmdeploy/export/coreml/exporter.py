@@ -39,6 +39,23 @@ SPEC_VERSION = {"iOS18": 9, "macOS15": 9}
 WEIGHT_OPS = {"8w": "constexpr_blockwise_shift_scale", "4w": "constexpr_blockwise_shift_scale"}
 
 
+def _for_coremltools(exported):
+    """Rewrite the few ATen ops coremltools 9's torch.export frontend has no lowering for
+    (``new_ones``/``new_zeros``/``new_full``: decomposed; ``alias``: dropped, it is a no-op
+    view) and keep every other op as it is."""
+    from torch._decomp import get_decompositions
+
+    aten = torch.ops.aten
+    exported = exported.run_decompositions(get_decompositions([aten.new_ones, aten.new_zeros, aten.new_full]))
+    graph = exported.graph_module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target in (aten.alias.default, aten.alias_copy.default):
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    exported.graph_module.recompile()
+    return exported
+
+
 def compute_units(target: Target) -> str:
     return UNITS[frozenset(target.delegates) - {"cpu"}]
 
@@ -114,10 +131,10 @@ def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: P
         reference = StaticCacheLM(copy.deepcopy(model), max_seq_len).eval()
         wrapped = PositionedCacheLM(model, max_seq_len, write="slice").eval()
     with stage("torch.export"), torch.no_grad():
-        exported = torch.export.export(
+        exported = _for_coremltools(torch.export.export(
             wrapped, wrapped.example_inputs(), dynamic_shapes=wrapped.dynamic_shapes(), strict=True
-        ).run_decompositions({})
-    seq = ct.RangeDim(1, max_seq_len - 1, default=1, symbol="seq")
+        ))
+    seq = ct.RangeDim(1, max_seq_len - 1, default=1)
     inputs = [ct.TensorType(name="tokens", shape=(1, seq), dtype=np.int32),
               ct.TensorType(name="input_pos", shape=(seq,), dtype=np.int32)]
     with stage("convert to Core ML (ML program)"):
@@ -153,7 +170,7 @@ def export_module(source: ModelSource, target: Target, out_dir: Path, stage: Sta
         reference = copy.deepcopy(model).eval()
     example = source.example_inputs or ()
     with stage("torch.export"), torch.no_grad():
-        exported = torch.export.export(model, example, strict=False).run_decompositions({})
+        exported = _for_coremltools(torch.export.export(model, example, strict=False))
     spec_in, spec_out = io_specs(reference, example)
     with stage("convert to Core ML (ML program)"):
         mlmodel = _convert(exported, [ct.TensorType(name=s.name, shape=tuple(s.shape)) for s in spec_in],

@@ -120,12 +120,28 @@ class PositionedCacheLM(torch.nn.Module):
             layer.cumulative_length = input_pos[0]  # the query offset the causal mask reads
             if self.io:
                 layer.keys, layer.values = kv[f"k_cache_{i}"], kv[f"v_cache_{i}"]
-        out = self.model(input_ids=tokens, position_ids=input_pos.unsqueeze(0), cache=self.cache, use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=tokens, attention_mask=self.causal_mask(input_pos), position_ids=input_pos.unsqueeze(0),
+                         cache=self.cache, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1, :]
         if not self.io:
             return logits
         caches = [t for layer in self.cache.layers for t in (layer.keys, layer.values)]
         return {"logits": logits, **dict(zip(self.cache_names(), caches))}
+
+    def causal_mask(self, input_pos: torch.Tensor) -> torch.Tensor:
+        """``[1, 1, seq, max_seq_len]``: query ``i`` sees cache slots ``<= input_pos[i]``.
+
+        Passed to the model as a ready 4-D mask, so transformers' mask builders (vmap'd
+        mask functions, sliding-window overlays with symbolic booleans) stay out of the
+        exported graph: with ``max_seq_len`` within any sliding window it is the same mask,
+        and every backend lowers a compare and a select. Boolean for SDPA, additive for
+        the eager attention (Gemma 2's soft-capping).
+        """
+        allowed = torch.arange(self.max_seq_len)[None, :] <= input_pos[:, None]
+        if self.model.config._attn_implementation == "eager":
+            zero = torch.zeros((), dtype=self.model.dtype)
+            return torch.where(allowed, zero, torch.full((), torch.finfo(self.model.dtype).min, dtype=self.model.dtype))[None, None]
+        return allowed[None, None]
 
     def example_inputs(self, seq: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
         return (torch.zeros(1, seq, dtype=torch.long), torch.arange(seq, dtype=torch.long))

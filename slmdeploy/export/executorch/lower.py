@@ -142,10 +142,11 @@ def partitioners(delegates: tuple[str, ...], options: dict[str, Any], quantizati
             parts.append(_vulkan(quantization))
         elif delegate == "qnn":
             parts.append(_qnn(options))
-        elif delegate == "mps":
-            from executorch.backends.apple.mps.partition import MPSPartitioner  # executorch < 1.5 only
+        elif delegate == "mps":  # executorch < 1.5 only (preflight says so); its documented compile spec
+            from executorch.backends.apple.mps.partition import MPSPartitioner
+            from executorch.exir.backend.compile_spec_schema import CompileSpec
 
-            parts.append(MPSPartitioner([]))
+            parts.append(MPSPartitioner([CompileSpec("use_fp16", bytes([quantization == "fp16"]))]))
         else:
             raise ExportError(f"the ExecuTorch delegate {delegate!r} is not known to slmdeploy's exporter.")
     return parts
