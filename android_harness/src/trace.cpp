@@ -186,6 +186,9 @@ Json& add_telemetry(Json& event, const std::string& sys_root) {
 
 void TelemetrySampler::start() {
   if (interval_ms_ <= 0) return;
+  // The first sample is taken here, before load: every trace with telemetry on has one,
+  // however short the run (a thread might otherwise be stopped before it ever ran).
+  write_sample();
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -198,18 +201,21 @@ void TelemetrySampler::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void TelemetrySampler::loop() {
+void TelemetrySampler::write_sample() {
   // SLMH_SYSFS_ROOT replaces /sys (a test hook: a fake tree with known values).
   const char* root_env = std::getenv("SLMH_SYSFS_ROOT");
   const std::string root = root_env && *root_env ? root_env : "/sys";
+  Json event;
+  event.str("type", "telemetry").num("t_ns", since_start_ns());
+  writer_.write(add_telemetry(event, root).done());
+}
+
+void TelemetrySampler::loop() {
   std::unique_lock<std::mutex> lock(mu_);
-  while (!stopping_) {
+  while (!cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] { return stopping_; })) {
     lock.unlock();
-    Json event;
-    event.str("type", "telemetry").num("t_ns", since_start_ns());
-    writer_.write(add_telemetry(event, root).done());
+    write_sample();
     lock.lock();
-    cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] { return stopping_; });
   }
 }
 

@@ -52,6 +52,7 @@ class TelemetrySampler {
 
  private:
   void loop();
+  void write_sample();
   TraceWriter& writer_;
   int64_t interval_ms_;
   std::thread thread_;

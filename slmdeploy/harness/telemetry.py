@@ -77,6 +77,9 @@ class Sampler:
 
     def __enter__(self) -> "Sampler":
         if self._interval > 0:
+            # The first sample is taken now, before load: a run too short for the thread to
+            # get scheduled still has one.
+            self._emit_sample()
             self._thread.start()
         return self
 
@@ -85,10 +88,12 @@ class Sampler:
         if self._thread.is_alive():
             self._thread.join(timeout=2)
 
+    def _emit_sample(self) -> None:
+        self._emit({"type": "telemetry", "t_ns": self._clock(), **sample()})
+
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._emit({"type": "telemetry", "t_ns": self._clock(), **sample()})
-            self._stop.wait(self._interval)
+        while not self._stop.wait(self._interval):
+            self._emit_sample()
 
 
 def now_ns() -> int:

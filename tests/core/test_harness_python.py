@@ -51,6 +51,16 @@ def test_complete_trace_follows_the_schema(tiny_fp32, tmp_path):
     assert ts == sorted(ts)
 
 
+def test_a_run_shorter_than_the_interval_still_has_its_baseline_sample(tiny_fp32, tmp_path):
+    trace_path = tmp_path / "trace.jsonl"
+    proc = subprocess.run(_args(tiny_fp32, trace_path, telemetry_interval_ms=600_000, runs=1, warmup=0),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    events = read_trace(trace_path).events
+    assert [e["type"] for e in events[:3]] == ["header", "telemetry", "load"]
+    assert sum(e["type"] == "telemetry" for e in events) == 1
+
+
 def test_workload_longer_than_the_program_is_a_usage_error(tiny_fp32, tmp_path):
     proc = subprocess.run(_args(tiny_fp32, tmp_path / "t.jsonl", prompt_tokens=250, gen_tokens=10),
                           capture_output=True, text=True, timeout=120)

@@ -244,6 +244,16 @@ def test_telemetry_fields_match_the_python_sampler(harness, small_module_pte, tm
     assert sample["thermal_mc"] == {"cpu-big": 43000, "battery": 30500, "skin": 29000}
 
 
+def test_a_run_shorter_than_the_interval_still_has_its_baseline_sample(harness, small_module_pte, tmp_path):
+    trace_path = tmp_path / "t.jsonl"
+    proc = harness.run(["--model", str(small_module_pte["pte"]), "--trace", str(trace_path), "--workload", "generic",
+                        "--telemetry-interval-ms", "600000"])
+    assert proc.returncode == 0, proc.stderr
+    events = read_trace(trace_path).events
+    assert [e["type"] for e in events[:3]] == ["header", "telemetry", "load"]
+    assert sum(e["type"] == "telemetry" for e in events) == 1
+
+
 def test_dump_tokens_writes_the_prompt_and_every_run(harness, tiny_fp32, tmp_path):
     dump = tmp_path / "tokens.json"
     proc = harness.run(harness.llm_args(tiny_fp32, tmp_path / "t.jsonl").argv() + ["--dump-tokens", str(dump)])
