@@ -33,6 +33,13 @@ class Workload:
             return
         if self.prompt_tokens < 1 or self.gen_tokens < 0:
             raise WorkloadError("--prompt must be at least 1 token and --gen at least 0.")
+        fixed = manifest.llm.prefill_seq_len
+        if not manifest.llm.dynamic_prefill and fixed is not None and self.prompt_tokens != fixed:
+            raise WorkloadError(
+                f"this {manifest.runtime} artifact's prefill takes exactly {fixed} tokens (a static shape), "
+                f"not --prompt {self.prompt_tokens}; pass --prompt {fixed}, or re-export with the target option "
+                f"prefill_len = {self.prompt_tokens} (see docs/targets.md)."
+            )
         total = self.prompt_tokens + self.gen_tokens
         limit = manifest.llm.max_seq_len
         if total > limit:

@@ -75,16 +75,19 @@ def commit(staging: Path, key: str) -> Path:
     return final
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def materialize(entry: Path, out_dir: Path) -> None:
     """Make ``out_dir`` hold the entry's files (hard links when possible), replacing what was there."""
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for file in entry.iterdir():
-        try:
-            os.link(file, tmp / file.name)
-        except OSError:
-            shutil.copy2(file, tmp / file.name)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(entry, tmp, copy_function=_link_or_copy)  # subfolders too (e.g. an .mlpackage)
     if out_dir.exists():
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         out_dir.rename(old)

@@ -82,6 +82,19 @@ def test_workload_longer_than_the_artifact_is_refused_before_running(tiny_fp32, 
     assert not any(tmp_path.iterdir())
 
 
+def test_a_static_prefill_takes_only_its_own_prompt_length(tiny_fp32):
+    """TFLite programs have a fixed prefill shape: any other --prompt is refused up front, with the fix."""
+    import dataclasses
+
+    m = tiny_fp32.manifest
+    static = dataclasses.replace(m, runtime="tflite",
+                                 llm=dataclasses.replace(m.llm, dynamic_prefill=False, prefill_seq_len=32))
+    Workload(prompt_tokens=32, gen_tokens=8).check(static)
+    with pytest.raises(WorkloadError, match=r"exactly 32 tokens.*pass --prompt 32.*prefill_len = 16"):
+        Workload(prompt_tokens=16, gen_tokens=8).check(static)
+    Workload(prompt_tokens=16, gen_tokens=8).check(m)  # a dynamic prefill takes any length
+
+
 def test_an_interrupted_run_is_stored_incomplete_with_its_iterations(tiny_fp32, tmp_path):
     long = Workload(prompt_tokens=16, gen_tokens=32, warmup=0, runs=100_000, telemetry_interval_ms=0)
     with pytest.raises(HarnessError, match="incomplete"):

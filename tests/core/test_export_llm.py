@@ -126,3 +126,21 @@ def test_targets_are_validated_when_loaded(tmp_path):
         load_target(bad)
     with pytest.raises(UnknownTargetError, match="unknown target"):
         load_target("no-such-target")
+
+
+def test_cache_entries_with_folders_materialize_over_an_old_artifact(tmp_path):
+    """A Core ML package is a folder: a cached entry with subfolders is placed whole, replacing what was there."""
+    from slmdeploy.export import cache
+
+    entry = tmp_path / "entry"
+    (entry / "model.mlpackage" / "Data").mkdir(parents=True)
+    (entry / "model.mlpackage" / "Data" / "weights.bin").write_bytes(b"w" * 100)
+    (entry / "manifest.json").write_text("{}")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.pte").write_bytes(b"old")
+    cache.materialize(entry, out)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "manifest.json", "model.mlpackage", "model.mlpackage/Data", "model.mlpackage/Data/weights.bin"]
+    assert (out / "model.mlpackage/Data/weights.bin").read_bytes() == b"w" * 100
+    assert not list(tmp_path.glob(".out.*"))  # no temporary or old copy left behind
