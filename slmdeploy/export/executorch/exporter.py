@@ -74,9 +74,12 @@ def check_seq_len(source: ModelSource, max_seq_len: int) -> None:
 def _lower_and_save(exported, target: Target, out_dir: Path, stage: Stage) -> tuple[Path, dict[str, Any]]:
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
+    from slmdeploy.export.executorch import passes
+
     with stage("lower to edge + delegate"), quiet_library_output():
         edge = to_edge_transform_and_lower(
             exported,
+            transform_passes=passes.DELEGABLE_SHAPES if "xnnpack" in target.delegates else None,
             partitioner=lower.partitioners(target.delegates, target.options, target.quantization),
             compile_config=EdgeCompileConfig(_check_ir_validity=False),
         )
