@@ -36,12 +36,15 @@ def direct_executorch(source, target, seq: int, out: Path) -> Path:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
+    from slmdeploy.export.executorch import passes
     from slmdeploy.export.executorch.llm_module import StaticCacheLM
 
-    module = StaticCacheLM(source.build(), seq).eval()
+    # the same module and graph passes slmdeploy lowers, so the ratio is the pipeline's own cost
+    module = StaticCacheLM(source.build(), seq, delegable=True).eval()
     with torch.no_grad():
         ep = torch.export.export(module, module.example_inputs(), dynamic_shapes=module.dynamic_shapes(), strict=True)
-    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()], compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    edge = to_edge_transform_and_lower(ep, transform_passes=passes.DELEGABLE_SHAPES, partitioner=[XnnpackPartitioner()],
+                                       compile_config=EdgeCompileConfig(_check_ir_validity=False))
     path = out / "model.pte"
     path.write_bytes(edge.to_executorch().buffer)
     return path

@@ -163,7 +163,7 @@ def export(
                 verification=verification,
             )
             manifest.write(work)
-        entry = cache.commit(work, key)
+        entry = cache.commit(work, key, replace=force)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -65,13 +65,25 @@ def staging_dir(key: str) -> Path:
     return path
 
 
-def commit(staging: Path, key: str) -> Path:
-    """Publish a finished staging directory as the cache entry (atomic rename)."""
+def commit(staging: Path, key: str, replace: bool = False) -> Path:
+    """Publish a finished staging directory as the cache entry (atomic rename).
+
+    ``replace`` (a forced rebuild) swaps out an existing entry; otherwise an existing one wins.
+    """
     final = entry_dir(key)
-    if final.exists():  # another process won the race; its entry is as good as ours
+    old = None
+    if final.exists():
+        if not replace:  # another process won the race; its entry is as good as ours
+            shutil.rmtree(staging, ignore_errors=True)
+            return final
+        old = final.with_name(f".old-{key[:16]}-{os.getpid()}")
+        final.rename(old)
+    try:
+        staging.rename(final)
+    except OSError:  # a concurrent export published first: keep that one
         shutil.rmtree(staging, ignore_errors=True)
-        return final
-    staging.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return final
 
 

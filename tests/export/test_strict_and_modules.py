@@ -80,6 +80,19 @@ def test_strict_passes_when_the_delegate_takes_everything(tmp_path):
     assert d["fallback_ops"] == {} and d["delegated_fraction"] == 1.0 and d["by_delegate"]["XnnpackBackend"]["nodes"] > 0
 
 
+def test_force_replaces_the_cached_artifact(tmp_path):
+    from slmdeploy.export import cache
+
+    first = export(_cnn(), "host-xnnpack", tmp_path / "a", progress=False)
+    entry = cache.entry_dir(first.manifest.export["cache_key"])
+    (entry / "stale-marker").write_text("from the old entry")
+    assert export(_cnn(), "host-xnnpack", tmp_path / "b", progress=False).cache_hit
+    rebuilt = export(_cnn(), "host-xnnpack", tmp_path / "c", progress=False, force=True)
+    assert not rebuilt.cache_hit and not (tmp_path / "c" / "stale-marker").exists()
+    assert not (entry / "stale-marker").exists(), "the rebuilt artifact replaces the cache entry"
+    assert export(_cnn(), "host-xnnpack", tmp_path / "d", progress=False).manifest.export == rebuilt.manifest.export
+
+
 def test_strict_on_an_llm_lists_the_kv_cache_fallback(export_once, tmp_path):
     export_once(CROSS_MODEL, "host-xnnpack").get()
     with pytest.raises(ExportError, match="aten_index_put_default×4"):
