@@ -48,7 +48,7 @@ def build_cmd(android: bool, ndk: Path | None, build_dir: Path | None, jobs: int
 
 
 @harness_cmd.command("path")
-@click.option("--abi", required=True, help="The device's ABI: x86_64 (this host) or arm64-v8a (Android).")
+@click.option("--abi", required=True, help="The device's ABI: this host's (x86_64), arm64-v8a (Android) or a Linux board's machine (aarch64).")
 @json_option
 def path_cmd(abi: str, as_json: bool) -> None:
     """Print the harness binary built for a device ABI (an error says how to build it).
@@ -82,7 +82,8 @@ def info_cmd(as_json: bool) -> None:
     from slmdeploy.harness import native
 
     rows = []
-    for preset in (native.HOST_PRESET, native.ANDROID_PRESET):
+    boards = sorted(p.name for p in native.build_root().glob("linux-*-release") if p.is_dir())
+    for preset in (native.HOST_PRESET, native.ANDROID_PRESET, *boards):
         directory = native.preset_build_dir(preset)
         binary = directory / native.BINARY_NAME
         info = native.build_info(directory) if binary.is_file() else {}

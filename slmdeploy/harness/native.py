@@ -73,22 +73,35 @@ def preset_build_dir(preset: str) -> Path:
     return build_root() / preset
 
 
+def linux_preset(abi: str) -> str:
+    """Where a glibc build for a Linux board of another architecture goes (made on the board)."""
+    return f"linux-{_MACHINE_ABI.get(abi.lower(), abi.lower())}-release"
+
+
 def preset_for_abi(abi: str) -> str:
-    """The preset whose binary runs on ``abi``; ``HarnessNotBuiltError`` for other ABIs."""
+    """The preset whose binary runs on ``abi``.
+
+    ``arm64-v8a`` is Android (bionic); this host's machine is the host build; any other
+    machine name (``aarch64`` on an x86_64 host) is a Linux board, whose glibc build cannot be
+    made here and lives in ``build_root()/linux-<machine>-release``.
+    """
     if abi == ANDROID_ABI:
         return ANDROID_PRESET
-    if abi and _MACHINE_ABI.get(abi.lower(), abi.lower()) == host_abi():
+    if not abi:
+        raise HarnessNotBuiltError("the device did not report its ABI, so no native harness build can be chosen; "
+                                   "use --harness python where the device has Python.")
+    if _MACHINE_ABI.get(abi.lower(), abi.lower()) == host_abi():
         return HOST_PRESET
-    raise HarnessNotBuiltError(
-        f"no native harness build targets ABI {abi or '(unknown)'}: this host builds {host_abi()} "
-        f"(`slmdeploy harness build`) and, with the Android NDK, {ANDROID_ABI} (`slmdeploy harness build --android`). "
-        f"For a Linux board, build on a machine of its architecture (e.g. the board itself) and point "
-        f"SLMDEPLOY_HARNESS_DIR at that build."
-    )
+    return linux_preset(abi)
 
 
 def _build_command(preset: str) -> str:
-    return "slmdeploy harness build --android --ndk PATH" if preset == ANDROID_PRESET else "slmdeploy harness build"
+    if preset == ANDROID_PRESET:
+        return "slmdeploy harness build --android --ndk PATH"
+    if preset == HOST_PRESET:
+        return "slmdeploy harness build"
+    return (f"`slmdeploy harness build` on the board itself (or a machine of its architecture), then copy "
+            f"its android_harness/build/{HOST_PRESET}/ here as {preset_build_dir(preset)}/")
 
 
 def binary_for_abi(abi: str) -> Path:

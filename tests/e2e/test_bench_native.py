@@ -1,0 +1,97 @@
+"""`bench --harness native` on every kind of device: the emulated phone over real adb, an
+OpenSSH "board", and this host. Phones have no Python, so this is the path a lab uses.
+
+The bundle (binary + the shared libraries it links) is pushed through the verified,
+content-addressed deployment like the model; the trace, and the ETDump when asked for, come
+back into the run directory and are analysed by the same code as the Python harness's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from slmdeploy.analysis.store import DB_NAME, read_table
+from slmdeploy.bench import Workload, bench
+from slmdeploy.devices.deploy import blob_path
+from slmdeploy.export.source import sha256_file
+from slmdeploy.harness import native
+from slmdeploy.harness.trace import read_trace
+
+SMALL = Workload(prompt_tokens=8, gen_tokens=4, runs=2, warmup=1, threads=2, telemetry_interval_ms=50)
+
+
+@pytest.fixture(scope="module")
+def bundle() -> list[Path]:
+    native.build(progress=False, jobs=2)
+    return native.bundle_for_abi(native.host_abi())
+
+
+def _device(lab, kind: str, tmp_path: Path):
+    if kind == "local":
+        from slmdeploy.devices.local import LocalDevice
+
+        return LocalDevice(tmp_path / "host-workdir")
+    if kind == "ssh":
+        return lab.open("ssh", workdir=tmp_path / "board")
+    return lab.open(kind)
+
+
+@pytest.mark.parametrize("kind", ["adb", "ssh", "local"])
+def test_native_harness_runs_the_whole_path(lab, tiny_fp32, bundle, tmp_path, kind):
+    device = _device(lab, kind, tmp_path)
+    runs = tmp_path / "runs"
+    result = bench(tiny_fp32, device, workload=SMALL, harness="native", runs_dir=runs, etdump=True, progress=False)
+
+    assert result.status == "complete" and result.meta["harness"] == "native"
+    trace = read_trace(result.run_dir / "trace.jsonl")
+    assert trace.complete and trace.header["harness"]["name"] == "native"
+    assert trace.header["model"]["sha256"] == tiny_fp32.manifest.model_file.sha256
+    iterations = list(trace.iterations())
+    measured = [e for e in iterations if not e.get("warmup")]
+    assert [e["phase"] for e in measured] == ["prefill", "decode"] * SMALL.runs
+    assert all(e["tokens"] == SMALL.gen_tokens and len(e["step_ns"]) == SMALL.gen_tokens
+               for e in measured if e["phase"] == "decode")
+    assert result.summary["decode_tps"] > 0 and result.summary["prefill_tps"] > 0
+    assert result.summary["peak_rss_mib"] > tiny_fp32.model_file.stat().st_size / 2**20 / 2
+
+    # the binary and every library it links were deployed verified, by content
+    for path in bundle:
+        sha = sha256_file(path)
+        assert device.shell(["sha256sum", blob_path(device, sha)]).stdout.split()[0] == sha
+
+    if kind == "adb":  # sampled on "the phone": its thermal zones and battery, not this host's
+        telemetry = trace.of("telemetry")
+        assert set(telemetry[0]["thermal_mc"]) == {z.type for z in lab.phone.profile.thermal_zones}
+        assert telemetry[0]["battery"]["level_pct"] == lab.phone.profile.battery.capacity
+
+    # the op-level profile came back and is analysed by the Inspector
+    from slmdeploy.analysis.etdump import op_breakdown
+
+    assert (result.run_dir / "etdump.etdp").stat().st_size > 0
+    ops = op_breakdown(result.run_dir / "etdump.etdp", artifact=tiny_fp32, trace=trace, phase="decode")
+    assert len(ops) > 0 and (ops["total_ms"] > 0).any()
+
+    row = read_table(runs / DB_NAME)
+    row = row[row.run_id == result.run_dir.name].iloc[0]
+    assert row["harness"] == "native" and row["status"] == "complete"
+    assert json.loads((result.run_dir / "run.json").read_text())["harness"] == "native"
+
+
+def test_native_and_python_harness_rows_are_analysed_alike(lab, tiny_fp32, bundle, tmp_path):
+    """Same artifact, same workload, two harnesses on the emulated phone: one table, same columns."""
+    import sys
+
+    from slmdeploy.analysis import load_runs
+
+    runs = tmp_path / "runs"
+    for harness in ("native", "python"):
+        bench(tiny_fp32, f"adb:{lab.phone.serial}", workload=SMALL, harness=harness, runs_dir=runs,
+              python=sys.executable, progress=False)
+    frame = load_runs(runs)
+    assert sorted(frame["harness"]) == ["native", "python"]
+    for column in ("prefill_tps", "decode_tps", "ttft_ms", "load_ms", "peak_rss_mib"):
+        assert frame[column].notna().all() and (frame[column] > 0).all(), column
+    assert set(frame["measured_runs"]) == {SMALL.runs}
