@@ -2,7 +2,9 @@
 
 An ``fcntl.flock`` on a per-device lock file: a second process waits (or fails after
 ``timeout``), and the kernel releases the lock when its holder dies, so a crashed run
-never holds a device forever.
+never holds a device forever. The file is named after the physical device
+(``spec.identity``), not the spec string, so ``adb:HOST:PORT`` and ``adb-direct:HOST:PORT``
+(one phone) or ``ssh:u@h`` and ``ssh:u@h:22`` (one board) contend for one lock.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from slmdeploy.devices.spec import identity
 from slmdeploy.errors import DeviceError
 
 
@@ -25,10 +28,15 @@ def lock_dir() -> Path:
     return path
 
 
+def lock_path(spec: str) -> Path:
+    """The lock file of the device ``spec`` names (one per physical device)."""
+    name = re.sub(r"[^A-Za-z0-9_.@-]", "_", identity(spec))
+    return lock_dir() / f"{name}.lock"
+
+
 @contextlib.contextmanager
 def device_lock(spec: str, timeout: float = 600.0, poll: float = 0.2) -> Iterator[None]:
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", spec)
-    path = lock_dir() / f"{name}.lock"
+    path = lock_path(spec)
     with open(path, "a+") as fh:
         deadline = time.monotonic() + timeout
         while True:
@@ -45,7 +53,7 @@ def device_lock(spec: str, timeout: float = 600.0, poll: float = 0.2) -> Iterato
                 time.sleep(poll)
         fh.seek(0)
         fh.truncate()
-        fh.write(f"pid {os.getpid()}")
+        fh.write(f"pid {os.getpid()} ({spec})")
         fh.flush()
         try:
             yield

@@ -8,6 +8,7 @@ from slmdeploy.errors import DeviceError
 
 TRANSPORTS = ("local", "adb", "adb-direct", "ssh")
 EXAMPLES = "local, adb:SERIAL, adb-direct:127.0.0.1:5555, ssh:pi@raspberrypi.local:22"
+SSH_PORT = 22
 
 
 @dataclass(frozen=True)
@@ -31,3 +32,51 @@ def parse(spec: str) -> DeviceSpec:
     if transport == "ssh" and "@" not in address:
         raise DeviceError(f"ssh needs USER@HOST[:PORT] (e.g. ssh:pi@raspberrypi.local), got {address!r}.")
     return DeviceSpec(transport, address)
+
+
+def parse_ssh_address(address: str) -> tuple[str, str, int]:
+    """(user, host, port) of ``USER@HOST[:PORT]`` (``[v6addr]:PORT`` too); the port defaults to 22."""
+    user, sep, hostport = address.rpartition("@")
+    if not sep or not user or not hostport:
+        raise DeviceError(f"ssh needs USER@HOST[:PORT], got {address!r}")
+    if hostport.startswith("["):  # [ipv6]:port
+        host, _, rest = hostport[1:].partition("]")
+        port = rest.lstrip(":") or str(SSH_PORT)
+    elif hostport.count(":") == 1:
+        host, port = hostport.split(":")
+    else:
+        host, port = hostport, str(SSH_PORT)
+    if not port.isdigit():
+        raise DeviceError(f"ssh port must be a number, got {port!r} in {address!r}")
+    return user, host, int(port)
+
+
+def _host(host: str) -> str:
+    """Host names are case-insensitive; an IPv6 address is written in brackets either way."""
+    host = host.strip("[]").lower()
+    return f"[{host}]" if ":" in host else host
+
+
+def identity(spec: str) -> str:
+    """The physical device a spec names, whatever transport reaches it.
+
+    ``adb:127.0.0.1:5555`` and ``adb-direct:127.0.0.1:5555`` are one phone (``adb-device:
+    127.0.0.1:5555``): a network serial is the adbd address adb-direct connects to.
+    ``ssh:u@h`` and ``ssh:u@h:22`` are one board (``ssh:u@h:22``). The lock is keyed by this,
+    so two specs of one device never run at once. A spec that does not parse is its own key.
+    """
+    try:
+        parsed = parse(spec)
+    except DeviceError:
+        return spec.strip()
+    if parsed.transport in ("adb", "adb-direct"):
+        host, sep, port = parsed.address.rpartition(":")
+        serial = f"{_host(host)}:{port}" if sep and port.isdigit() else parsed.address
+        return f"adb-device:{serial}"
+    if parsed.transport == "ssh":
+        try:
+            user, host, port = parse_ssh_address(parsed.address)
+        except DeviceError:
+            return str(parsed)
+        return f"ssh:{user}@{_host(host)}:{port}"
+    return str(parsed)

@@ -45,6 +45,7 @@ from typing import Sequence
 
 from slmdeploy.devices.base import DeviceInfo, ProgressFn, ShellResult, quote_cmd
 from slmdeploy.devices.lock import device_lock
+from slmdeploy.devices.spec import parse_ssh_address as parse_address
 from slmdeploy.errors import DeviceError
 
 DEFAULT_TIMEOUT = 300.0
@@ -71,22 +72,6 @@ _HOST_ALIAS = "slmdeploy-board"  # the name the pinned host key is filed under
 _DEFAULT_KEYS = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")  # what paramiko's look_for_keys tries
 
 log = logging.getLogger(__name__)
-
-
-def parse_address(address: str) -> tuple[str, str, int]:
-    user, sep, hostport = address.rpartition("@")
-    if not sep or not user or not hostport:
-        raise DeviceError(f"ssh needs USER@HOST[:PORT], got {address!r}")
-    if hostport.startswith("["):  # [ipv6]:port
-        host, _, rest = hostport[1:].partition("]")
-        port = rest.lstrip(":") or "22"
-    elif hostport.count(":") == 1:
-        host, port = hostport.split(":")
-    else:
-        host, port = hostport, "22"
-    if not port.isdigit():
-        raise DeviceError(f"ssh port must be a number, got {port!r} in {address!r}")
-    return user, host, int(port)
 
 
 class SshDevice:

@@ -17,6 +17,7 @@ from slmdeploy.devices import open_device
 from slmdeploy.devices.cooldown import wait_until_cool
 from slmdeploy.devices.emulator import EmulatedPhone, load_profile
 from slmdeploy.devices.lock import device_lock
+from slmdeploy.devices.spec import identity
 from slmdeploy.errors import DeviceError
 
 HOLDER = """
@@ -34,16 +35,20 @@ def _holder(spec: str) -> subprocess.Popen:
     return proc
 
 
-def test_a_second_process_waits_for_the_device_lock():
-    spec = "adb:lock-test-serial"
-    holder = _holder(spec)
+def _assert_busy(held: str, wanted: str) -> None:
+    """While another process holds ``held``, locking ``wanted`` fails naming that process."""
+    holder = _holder(held)
     try:
         with pytest.raises(DeviceError, match=f"busy: pid {holder.pid}"):
-            with device_lock(spec, timeout=0.5):
+            with device_lock(wanted, timeout=0.3):
                 pass
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_second_process_waits_for_the_device_lock():
+    _assert_busy("adb:lock-test-serial", "adb:lock-test-serial")
 
 
 def test_a_killed_holder_releases_the_lock():
@@ -63,6 +68,25 @@ def test_other_devices_are_not_blocked():
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("held, wanted", [
+    ("adb:127.0.0.1:5555", "adb-direct:127.0.0.1:5555"),  # one phone, through the server or directly
+    ("adb-direct:PHONE.lan:5555", "adb:phone.lan:5555"),
+    ("ssh:pi@board-lock-id", "ssh:pi@board-lock-id:22"),  # the default port written out
+    ("ssh:pi@[::1]", "ssh:pi@[::1]:22"),
+])
+def test_two_specs_of_one_device_contend_for_one_lock(held, wanted):
+    _assert_busy(held, wanted)
+
+
+@pytest.mark.parametrize("one, other", [
+    ("adb:127.0.0.1:5555", "adb:127.0.0.1:5556"),
+    ("ssh:pi@board", "ssh:pi@board:2222"),
+    ("ssh:pi@board", "ssh:root@board"),
+])
+def test_different_devices_have_different_identities(one, other):
+    assert identity(one) != identity(other)
 
 
 def _start_fake_harness(dev, run_id: str, argv_mark: str) -> str:
