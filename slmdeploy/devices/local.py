@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -21,6 +22,7 @@ from slmdeploy.errors import DeviceError
 from slmdeploy.harness import telemetry
 
 CHUNK = 1 << 22
+DEFAULT_TIMEOUT = 300.0  # shell commands without an explicit timeout (as on the other transports)
 
 
 def _copy(src: Path, dst: Path, progress: ProgressFn | None) -> None:
@@ -43,17 +45,20 @@ class LocalDevice:
         self.workdir = str(self.root)
 
     def shell(self, cmd: str | Sequence[str], timeout: float | None = None) -> ShellResult:
+        line = quote_cmd(cmd)
+        timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        # Its own session: on timeout the whole group goes, not only /bin/sh (a grandchild
+        # would otherwise keep running and hold the output pipes open).
+        proc = subprocess.Popen(["/bin/sh", "-c", line], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=self.root, start_new_session=True)
         try:
-            proc = subprocess.run(
-                ["/bin/sh", "-c", quote_cmd(cmd)],
-                capture_output=True,
-                timeout=timeout,
-                cwd=self.root,
-                start_new_session=True,
-            )
-        except subprocess.TimeoutExpired as err:
-            raise DeviceError(f"command timed out after {timeout:.0f} s on local: {quote_cmd(cmd)[:200]}") from None
-        return ShellResult(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException as exc:
+            _kill_group(proc)
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise DeviceError(f"command timed out after {timeout:.0f} s on local (it was killed): {line[:200]}") from None
+            raise
+        return ShellResult(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def push(self, local: Path, remote: str, progress: ProgressFn | None = None) -> None:
         _copy(Path(local), Path(remote), progress)
@@ -98,6 +103,16 @@ class LocalDevice:
 
     def close(self) -> None:
         pass
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the command's whole session (its pid is the group id), then reap /bin/sh."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.kill()
+    proc.communicate()  # the group is gone, so the pipes reach EOF
 
 
 def _cpu_model() -> str | None:
