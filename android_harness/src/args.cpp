@@ -59,6 +59,7 @@ std::vector<Flag> flags() {
       {"--run-id", text(&Args::run_id)},
       {"--artifact-sha256", text(&Args::artifact_sha256)},
       {"--etdump", text(&Args::etdump)},
+      {"--input", [](Args& a, const std::string& v) { a.inputs.push_back(v); }},
       {"--dump-tokens", text(&Args::dump_tokens)},
       {"--accelerator", text(&Args::accelerator)},
   };
@@ -93,6 +94,9 @@ void validate(const Args& a) {
   if (!a.etdump.empty() && a.runtime != "executorch") {
     throw UsageError("--etdump profiles ExecuTorch programs only (--runtime executorch)");
   }
+  if (!a.inputs.empty() && a.workload != "generic") {
+    throw UsageError("--input feeds the generic workload (--workload generic); the llm workload makes its prompt from --seed");
+  }
   if (a.accelerator != "cpu" && a.accelerator != "gpu") {
     throw UsageError("--accelerator must be cpu or gpu, got '" + a.accelerator + "'");
   }
@@ -109,6 +113,7 @@ const char* usage_text() {
          "         [--vocab-size V] [--prefill-method NAME] [--decode-method NAME] [--method NAME]\n"
          "         [--iterations N] [--warmup W] [--runs N] [--threads T] [--seed S]\n"
          "         [--telemetry-interval-ms M] [--run-id ID] [--artifact-sha256 HEX] [--etdump PATH]\n"
+         "         [--input PATH]...\n"
          "         [--dump-tokens PATH] [--accelerator cpu|gpu]\n"
          "slmdeploy native harness, protocol slmdeploy.trace/1 (docs/harness-protocol.md);\n"
          "--dump-tokens and --accelerator are native extensions (docs/native-harness.md).\n"

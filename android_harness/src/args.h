@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace slmh {
 
@@ -28,6 +29,7 @@ struct Args {
   std::string run_id;
   std::string artifact_sha256;
   std::string etdump;
+  std::vector<std::string> inputs;  // generic workload: one raw file per method input (else random)
   // Native extensions (not part of protocol v1; the analysis never needs them):
   std::string dump_tokens;          // write the prompt and every run's sampled tokens (JSON) here
   std::string accelerator = "cpu";  // LiteRT only: cpu or gpu

@@ -138,6 +138,7 @@ class ExecuTorchBackend : public Backend {
     auto meta = module_->method_meta(generic_name_);
     if (!meta.ok()) throw LoadError("no metadata for method '" + generic_name_ + "': " + describe(meta.error()));
     SplitMix64 rng(static_cast<uint64_t>(args.seed));
+    check_input_count(args.inputs, meta->num_inputs(), generic_name_);
     generic_tensors_.clear();
     generic_tensors_.resize(meta->num_inputs());
     generic_inputs_.clear();
@@ -157,7 +158,8 @@ class ExecuTorchBackend : public Backend {
       std::vector<SizesType> sizes(info->sizes().begin(), info->sizes().end());
       OwnedTensor& t = generic_tensors_[i];
       t.allocate(sizes, type);
-      fill_random(t.data(), static_cast<size_t>(t.tensor->numel()), elem_of(type), rng);
+      fill_input(args.inputs, i, t.data(), static_cast<size_t>(t.tensor->numel()), elem_of(type), rng,
+                 "input " + std::to_string(i) + " of method '" + generic_name_ + "'");
       generic_inputs_.emplace_back(*t.tensor);
     }
   }

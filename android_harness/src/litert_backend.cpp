@@ -199,9 +199,12 @@ class LiteRtBackend : public Backend {
   void prepare_generic(const Args& args) override {
     generic_ = find(args.method);
     SplitMix64 rng(static_cast<uint64_t>(args.seed));
-    for (auto& t : generic_->inputs) {
+    check_input_count(args.inputs, generic_->inputs.size(), generic_->key);
+    for (size_t i = 0; i < generic_->inputs.size(); ++i) {
+      auto& t = generic_->inputs[i];
       Access access(t, kSlmhLockWrite);
-      fill_random(access.data(), t.numel, elem_of(t.type.element_type), rng);
+      fill_input(args.inputs, i, access.data(), t.numel, elem_of(t.type.element_type), rng,
+                 "input '" + t.name + "' of signature '" + generic_->key + "'");
     }
   }
 

@@ -63,6 +63,7 @@ std::string header_line(const Args& a, const Backend& backend) {
                              .str("prefill_method", a.prefill_method)
                              .str("decode_method", a.decode_method)
                              .str("method", a.method)
+                             .strs("inputs", a.inputs)
                              .done();
   return Json()
       .str("type", "header")

@@ -1,5 +1,6 @@
 #include "util.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -127,6 +128,17 @@ Json& Json::nums(const char* k, const std::vector<int64_t>& values) {
   return *this;
 }
 
+Json& Json::strs(const char* k, const std::vector<std::string>& values) {
+  key(k);
+  buf_ += '[';
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) buf_ += ',';
+    buf_ += '"' + json_escape(values[i]) + '"';
+  }
+  buf_ += ']';
+  return *this;
+}
+
 uint64_t SplitMix64::below(uint64_t bound) {
   const uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
   uint64_t x;
@@ -203,6 +215,33 @@ void fill_random(void* data, size_t numel, Elem e, SplitMix64& rng) {
       case Elem::Byte: static_cast<uint8_t*>(data)[k] = static_cast<uint8_t>(rng.below(2)); break;
       default: break;
     }
+  }
+}
+
+void fill_input(const std::vector<std::string>& files, size_t index, void* data, size_t numel, Elem e,
+                SplitMix64& rng, const std::string& what) {
+  if (files.empty()) {
+    fill_random(data, numel, e, rng);
+    return;
+  }
+  const std::string& path = files[index];
+  const size_t want = numel * elem_size(e);
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw UsageError("--input " + path + " (" + what + "): cannot open: " + std::strerror(errno));
+  size_t got = std::fread(data, 1, want, f);
+  const bool longer = std::fgetc(f) != EOF;
+  std::fclose(f);
+  if (got != want || longer) {
+    throw UsageError("--input " + path + " (" + what + ") must hold exactly " + std::to_string(want) +
+                     " bytes (" + std::to_string(numel) + " elements of " + std::to_string(elem_size(e)) +
+                     " bytes, raw little-endian), it holds " + (longer ? "more" : std::to_string(got)));
+  }
+}
+
+void check_input_count(const std::vector<std::string>& files, size_t expected, const std::string& method) {
+  if (!files.empty() && files.size() != expected) {
+    throw UsageError(std::to_string(files.size()) + " --input files given; method '" + method + "' takes " +
+                     std::to_string(expected) + " inputs");
   }
 }
 

@@ -54,6 +54,7 @@ class Json {
   Json& boolean(const char* key, bool value);
   Json& raw(const char* key, const std::string& json);  // an already serialized value
   Json& nums(const char* key, const std::vector<int64_t>& values);
+  Json& strs(const char* key, const std::vector<std::string>& values);
   std::string done() const { return buf_ + "}"; }
 
  private:
@@ -90,5 +91,14 @@ size_t elem_size(Elem e);
 // Seeded random inputs like the Python harness's: standard normal floats, integers
 // (and booleans) drawn from {0, 1}.
 void fill_random(void* data, size_t numel, Elem e, SplitMix64& rng);
+
+// Input `index` of the generic workload: the bytes of args.inputs[index] (raw, little-endian,
+// exactly numel * elem_size bytes) when files were given, else seeded random values.
+// `what` names the input in errors ("input 0 of method 'forward'"). Throws UsageError.
+void fill_input(const std::vector<std::string>& files, size_t index, void* data, size_t numel, Elem e,
+                SplitMix64& rng, const std::string& what);
+
+// With input files given, their count must equal the method's input count. Throws UsageError.
+void check_input_count(const std::vector<std::string>& files, size_t expected, const std::string& method);
 
 }  // namespace slmh

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 PROTOCOL = "slmdeploy.trace/1"
 
@@ -37,12 +37,14 @@ class HarnessArgs:
     run_id: str = ""
     artifact_sha256: str = ""
     etdump: str = ""
+    inputs: list[str] = field(default_factory=list)  # generic: one raw file per input (``--input``, repeated)
 
     def argv(self) -> list[str]:
         args: list[str] = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if value in ("", None):
-                continue
-            args += [f"--{f.name.replace('_', '-')}", str(value)]
+            if f.name == "inputs":
+                args += [a for path in value for a in ("--input", str(path))]
+            elif value not in ("", None):
+                args += [f"--{f.name.replace('_', '-')}", str(value)]
         return args

@@ -48,10 +48,16 @@ def parse_args(argv: list[str]) -> HarnessArgs:
     parser = argparse.ArgumentParser(prog="python_harness", description="slmdeploy harness (protocol v1)")
     defaults = HarnessArgs(model="", trace="")
     for name, value in vars(defaults).items():
+        if name == "inputs":
+            parser.add_argument("--input", dest="inputs", action="append", default=[])
+            continue
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=type(value), default=value, required=name in ("model", "trace"))
     ns = parser.parse_args(argv)
     args = HarnessArgs(**vars(ns))
+    if args.inputs and args.workload != "generic":
+        raise UsageError("--input feeds the generic workload (--workload generic); "
+                         "the llm workload makes its prompt from --seed")
     if args.workload not in ("llm", "generic"):
         raise UsageError(f"--workload must be llm or generic, got {args.workload!r}")
     if args.runtime != "executorch":
@@ -99,6 +105,7 @@ def header(args: HarnessArgs, runtime_version: str) -> dict[str, Any]:
             "prefill_method": args.prefill_method,
             "decode_method": args.decode_method,
             "method": args.method,
+            "inputs": args.inputs,
         },
         "host": {
             "hostname": socket.gethostname(),
@@ -147,18 +154,54 @@ def run_llm(args: HarnessArgs, method, emit, decode_method=None) -> int:
     return count
 
 
+# ExecuTorch's ScalarType codes (c10's numbering), as ``TensorInfo.dtype()`` returns them.
+_SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32",
+                 7: "float64", 11: "bool", 15: "bfloat16"}
+
+
+def _torch_dtype(code):
+    import torch
+
+    name = _SCALAR_TYPES.get(int(code))
+    if name is None:
+        raise UsageError(f"an input has ExecuTorch dtype code {int(code)}, which the generic workload cannot feed")
+    return getattr(torch, name)
+
+
+def _read_input(path: str, dtype, shape: tuple[int, ...], what: str):
+    """One input file: raw little-endian bytes, exactly the tensor's size (protocol v1, ``--input``)."""
+    import torch
+
+    numel = 1
+    for d in shape:
+        numel *= d
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    try:
+        data = open(path, "rb").read()
+    except OSError as err:
+        raise UsageError(f"--input {path} ({what}): cannot open: {err.strerror}") from None
+    if len(data) != numel * itemsize:
+        raise UsageError(f"--input {path} ({what}) must hold exactly {numel * itemsize} bytes ({numel} elements of "
+                         f"{itemsize} bytes, raw little-endian), it holds {len(data)}")
+    return torch.frombuffer(bytearray(data), dtype=dtype).reshape(shape)
+
+
 def run_generic(args: HarnessArgs, method, emit) -> int:
-    """``runs`` x ``iterations`` invocations of one method with seeded random inputs."""
+    """``runs`` x ``iterations`` invocations of one method with the given or seeded random inputs."""
     import torch
 
     gen = torch.Generator().manual_seed(args.seed)
     meta = method.metadata
+    if args.inputs and len(args.inputs) != meta.num_inputs():
+        raise UsageError(f"{len(args.inputs)} --input files given; method '{args.method}' takes {meta.num_inputs()} inputs")
     inputs = []
     for i in range(meta.num_inputs()):
         info = meta.input_tensor_meta(i)
-        dtype = getattr(torch, str(info.dtype()).split(".")[-1].lower(), torch.float32)
+        dtype = _torch_dtype(info.dtype())
         shape = tuple(info.sizes())
-        if dtype.is_floating_point:
+        if args.inputs:
+            inputs.append(_read_input(args.inputs[i], dtype, shape, f"input {i} of method '{args.method}'"))
+        elif dtype.is_floating_point:
             inputs.append(torch.randn(shape, generator=gen).to(dtype))
         else:
             inputs.append(torch.randint(0, 2, shape, generator=gen).to(dtype))
@@ -231,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         emit({"type": "footer", "t_ns": clock(), "status": "complete", "runs": count,
               "wall_ns": clock(), **memory.snapshot()})
         return EXIT_OK
+    except UsageError as err:  # a workload the program cannot run (e.g. --input of the wrong size)
+        emit({"type": "error", "t_ns": clock(), "phase": "load", "message": str(err)})
+        print(f"python_harness: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt as err:
         emit({"type": "error", "t_ns": clock(), "phase": phase, "message": f"interrupted ({err})"})
         return EXIT_INTERRUPTED

@@ -6,11 +6,13 @@ import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from slmdeploy.analysis.metrics import summarize
 from slmdeploy.harness import telemetry
+from slmdeploy.harness.protocol import HarnessArgs
 from slmdeploy.harness.trace import read_trace
 
 
@@ -176,7 +178,6 @@ def test_generic_workload_on_a_small_pte_matches_the_python_schema(harness, smal
               "--telemetry-interval-ms", "0", "--model", str(small_module_pte["pte"])]
     proc = harness.run([*common, "--trace", str(tmp_path / "n.jsonl")])
     assert proc.returncode == 0, proc.stderr
-    from slmdeploy.harness.protocol import HarnessArgs
 
     py = harness.run_python(HarnessArgs(model=str(small_module_pte["pte"]), trace=str(tmp_path / "p.jsonl"),
                                         workload="generic", iterations=7, runs=2, seed=3, telemetry_interval_ms=0))
@@ -264,3 +265,45 @@ def test_dump_tokens_writes_the_prompt_and_every_run(harness, tiny_fp32, tmp_pat
     assert all(len(r["tokens"]) == 9 for r in data["runs"])  # the prefill's token + 8 decode steps
     # every run restarts at position 0, so greedy decoding repeats itself exactly
     assert all(r["tokens"] == data["runs"][0]["tokens"] for r in data["runs"])
+
+
+@pytest.fixture(scope="module")
+def embedding_pte(tmp_path_factory) -> Path:
+    """A lookup table: any id outside [0, 4) makes the method fail, so a run shows which ids it was fed."""
+    import torch
+    from executorch.exir import to_edge
+
+    class Lookup(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = torch.nn.Embedding(4, 8)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.table(ids)
+
+    path = tmp_path_factory.mktemp("lookup") / "lookup.pte"
+    path.write_bytes(to_edge(torch.export.export(Lookup(), (torch.zeros(3, dtype=torch.long),))).to_executorch().buffer)
+    return path
+
+
+@pytest.mark.parametrize("which", ["native", "python"])
+def test_given_inputs_are_what_the_generic_workload_feeds(harness, embedding_pte, tmp_path, which):
+    import numpy as np
+
+    def run(ids: list[int]) -> tuple[subprocess.CompletedProcess, Path]:
+        data = tmp_path / f"ids{len(ids)}-{ids[-1]}.bin"
+        np.asarray(ids, dtype="<i8").tofile(data)
+        trace = tmp_path / f"{data.stem}.jsonl"
+        args = HarnessArgs(model=str(embedding_pte), trace=str(trace), workload="generic", iterations=3, runs=1,
+                           warmup=0, telemetry_interval_ms=0, inputs=[str(data)])
+        return (harness.run(args) if which == "native" else harness.run_python(args)), trace
+
+    proc, trace = run([0, 1, 3])  # id 3: never drawn by the random fill ({0, 1})
+    assert proc.returncode == 0, proc.stderr
+    assert read_trace(trace).header["workload"]["inputs"] == [str(tmp_path / "ids3-3.bin")]
+    assert len(list(read_trace(trace).iterations())) == 1
+    proc, trace = run([0, 1, 99])  # out of the table: the method itself fails on the given value
+    assert proc.returncode == 4 and read_trace(trace).error
+    proc, trace = run([0, 1])  # 16 bytes for a 24-byte tensor
+    assert proc.returncode == 2 and "must hold exactly 24 bytes" in proc.stderr
+    assert read_trace(trace).of("error")[0]["phase"] == "load" and not read_trace(trace).of("iteration")
