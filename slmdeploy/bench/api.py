@@ -24,9 +24,10 @@ from slmdeploy.bench import harnesses
 from slmdeploy.bench.rundir import RunDir, now_iso
 from slmdeploy.bench.workload import Workload
 from slmdeploy.devices import Device, open_device
+from slmdeploy.devices.clean import kill_strays, kill_strays_quietly
 from slmdeploy.devices.cooldown import wait_until_cool
 from slmdeploy.devices.deploy import deploy_file, pull_into
-from slmdeploy.errors import DeviceError, HarnessError, SlmdeployError
+from slmdeploy.errors import DeviceError, HarnessError
 from slmdeploy.export.artifact import Artifact
 from slmdeploy.harness.protocol import EXIT_OK, HarnessArgs
 from slmdeploy.harness.trace import read_trace
@@ -58,21 +59,6 @@ def resolve_artifact(artifact: str | Path | Artifact, progress: bool) -> Artifac
     from slmdeploy.export import export
 
     return export(str(artifact), progress=progress)
-
-
-def _kill_strays(device: Device) -> None:
-    """Harnesses left running by an earlier, interrupted run on this device.
-
-    A pid file can outlive its process and the pid be reused by an unrelated one, so a
-    pid is killed only while its command line still carries its run's id (``--run-id``).
-    """
-    runs = shlex.quote(f"{device.workdir}/runs")
-    device.shell(
-        f"for p in {runs}/*/harness.pid; do [ -f \"$p\" ] || continue; pid=$(cat \"$p\"); d=\"${{p%/harness.pid}}\"; "
-        f"case \"$pid\" in ''|*[!0-9]*) ;; *) grep -qF -e \"${{d##*/}}\" /proc/$pid/cmdline 2>/dev/null "
-        f"&& kill -9 \"$pid\" 2>/dev/null;; esac; rm -f \"$p\"; done; true",
-        timeout=30,
-    )
 
 
 def _deploy(device: Device, artifact: Artifact, plan: harnesses.HarnessPlan, progress: bool) -> tuple[str, list[str]]:
@@ -117,7 +103,8 @@ def _harness_args(artifact: Artifact, workload: Workload, model_remote: str, run
     return args
 
 
-def _run_once(device: Device, rd: RunDir, command: list[str], args: HarnessArgs, timeout: float, etdump: bool) -> int:
+def _run_once(device: Device, rd: RunDir, command: list[str], args: HarnessArgs, timeout: float, etdump: bool,
+              progress: bool = False) -> int:
     remote_run = f"{device.workdir}/runs/{rd.run_id}"
     q = shlex.quote
     device.shell(["mkdir", "-p", remote_run], timeout=30)
@@ -131,18 +118,11 @@ def _run_once(device: Device, rd: RunDir, command: list[str], args: HarnessArgs,
         exit_code = device.shell(line, timeout=timeout).exit_code
     except DeviceError as err:  # dropped connection or timeout: pull what is there
         error = str(err)
-        _kill_strays_quiet(device)
-    pull_into(device, remote_run, rd.path, PULLED + (("etdump.etdp",) if etdump else ()))
+        kill_strays_quietly(device)
+    pull_into(device, remote_run, rd.path, PULLED + (("etdump.etdp",) if etdump else ()), progress=progress)
     if error is not None:
         raise DeviceError(error)
     return exit_code if exit_code is not None else -1
-
-
-def _kill_strays_quiet(device: Device) -> None:
-    try:
-        _kill_strays(device)
-    except SlmdeployError:
-        pass
 
 
 def bench(
@@ -191,47 +171,90 @@ def bench(
             rd.write_json("device.json", info.to_dict())
             plan = harnesses.plan(harness, getattr(dev, "transport", "local"), info, art, python=python)
             rd.update(device_model=info.model, device_soc=info.soc, device_abi=info.abi, harness=plan.name)
-            _kill_strays(dev)
+            kill_strays(dev)
             model_remote, command = _deploy(dev, art, plan, progress)
             args = _harness_args(art, workload, model_remote, rd.run_id, etdump)
-            attempts = 0
-            cooldowns: list[dict[str, Any]] = []
-            while True:
-                attempts += 1
-                if cooldown_c is not None:
-                    cooldowns.append(wait_until_cool(dev, cooldown_c, cooldown_timeout))
-                    rd.update(cooldown=cooldowns, cooldown_wait_s=round(sum(c["waited_s"] for c in cooldowns), 3))
-                start = time.perf_counter()
-                try:
-                    exit_code = _run_once(dev, rd, command, args, timeout, etdump)
-                    failure = None
-                except DeviceError as err:
-                    exit_code, failure = None, str(err)
-                trace = read_trace(rd.path / TRACE_FILE) if (rd.path / TRACE_FILE).exists() else None
-                complete = bool(trace and trace.complete and exit_code == EXIT_OK)
-                rd.update(attempts=attempts, harness_exit_code=exit_code, wall_s=round(time.perf_counter() - start, 3))
-                if complete or attempts > retries:
-                    break
-                if trace is not None:  # keep the interrupted attempt's measurements beside the retry
-                    (rd.path / TRACE_FILE).rename(rd.path / f"trace.attempt{attempts}.jsonl")
+            outcome = _attempts(dev, rd, command, args, _Attempts(timeout, retries, etdump, progress, cooldown_c,
+                                                                   cooldown_timeout))
     except BaseException as err:
-        rd.update(status="failed" if not (rd.path / TRACE_FILE).exists() else "incomplete",
+        rd.update(status="incomplete" if _measured(rd) else "failed",
                   finished_at=now_iso(), error=str(err) or type(err).__name__)
         _store_quietly(rd, db_path)
         raise
-    status = "complete" if complete else "incomplete"
-    error = None
-    if not complete:
-        stderr_file = rd.path / "harness.stderr"
-        stderr_tail = stderr_file.read_text(errors="replace").strip().splitlines()[-1:] if stderr_file.exists() else []
-        error = failure or (trace.error if trace else None) or (stderr_tail[0] if stderr_tail else f"harness exit {exit_code}")
-    rd.update(status=status, finished_at=now_iso(), error=error)
+    status = "complete" if outcome.complete else "incomplete"
+    rd.update(status=status, finished_at=now_iso(), error=outcome.error)
     store_run(rd.path, db_path)
     summary = summarize(read_trace(rd.path / TRACE_FILE)) if (rd.path / TRACE_FILE).exists() else {}
     result = RunResult(run_dir=rd.path, status=status, summary=summary, meta=rd.meta)
-    if not complete:
-        raise HarnessError(f"run {rd.run_id} is {status}: {error}. What was measured is kept in {rd.path}.")
+    if not outcome.complete:
+        raise HarnessError(f"run {rd.run_id} is {status}: {outcome.error}. What was measured is kept in {rd.path}.")
     return result
+
+
+@dataclass
+class _Attempts:
+    """How each attempt runs (``bench``'s arguments)."""
+
+    timeout: float
+    retries: int
+    etdump: bool
+    progress: bool
+    cooldown_c: float | None
+    cooldown_timeout: float
+
+
+@dataclass
+class _Outcome:
+    complete: bool
+    error: str | None  # why the last attempt is not complete
+
+
+def _attempts(dev: Device, rd: RunDir, command: list[str], args: HarnessArgs, how: _Attempts) -> _Outcome:
+    """Run the harness up to ``1 + retries`` times, until one attempt is complete.
+
+    After a failed attempt that is retried, run.json already says ``incomplete`` (with the
+    attempts so far and why), so a process killed during the retry leaves an honest record;
+    the failed attempt's trace is kept as ``trace.attemptN.jsonl``. Stray harnesses are
+    killed before every retry, whatever ended the attempt before.
+    """
+    cooldowns: list[dict[str, Any]] = []
+    attempts = 0
+    while True:
+        attempts += 1
+        if attempts > 1:
+            kill_strays_quietly(dev)
+        if how.cooldown_c is not None:
+            cooldowns.append(wait_until_cool(dev, how.cooldown_c, how.cooldown_timeout))
+            rd.update(cooldown=cooldowns, cooldown_wait_s=round(sum(c["waited_s"] for c in cooldowns), 3))
+        start = time.perf_counter()
+        try:
+            exit_code = _run_once(dev, rd, command, args, how.timeout, how.etdump, how.progress)
+            failure = None
+        except DeviceError as err:
+            exit_code, failure = None, str(err)
+        trace = read_trace(rd.path / TRACE_FILE) if (rd.path / TRACE_FILE).exists() else None
+        complete = bool(trace and trace.complete and exit_code == EXIT_OK)
+        rd.update(attempts=attempts, harness_exit_code=exit_code, wall_s=round(time.perf_counter() - start, 3))
+        if complete:
+            return _Outcome(True, None)
+        error = failure or (trace.error if trace else None) or _stderr_tail(rd) or f"harness exit {exit_code}"
+        if attempts > how.retries:
+            return _Outcome(False, error)
+        rd.update(status="incomplete", error=f"attempt {attempts} of {how.retries + 1} failed: {error}; retrying")
+        if trace is not None:  # keep the interrupted attempt's measurements beside the retry
+            (rd.path / TRACE_FILE).rename(rd.path / f"trace.attempt{attempts}.jsonl")
+
+
+def _stderr_tail(rd: RunDir) -> str | None:
+    """The harness's last stderr line: the likeliest reason it failed."""
+    path = rd.path / "harness.stderr"
+    lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+    return lines[-1] if lines else None
+
+
+def _measured(rd: RunDir) -> bool:
+    """Whether any attempt left a trace (the current one, or an earlier one kept beside it)."""
+    return (rd.path / TRACE_FILE).exists() or any(rd.path.glob("trace.attempt*.jsonl"))
 
 
 @contextlib.contextmanager

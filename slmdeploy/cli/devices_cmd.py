@@ -7,15 +7,22 @@ from slmdeploy.cli.common import emit_json, json_option, stdout
 
 @click.command("devices")
 @click.option("--device", "-d", "specs", multiple=True, help="Only these devices (repeatable), e.g. adb:SERIAL or ssh:pi@board.")
+@click.option("--clean", is_flag=True,
+              help="Free space on the --device(s): kill stray harnesses, remove slmdeploy's blob cache, "
+                   "device run directories and stale scratch files (the next bench pushes again).")
 @json_option
-def devices_cmd(specs: tuple[str, ...], as_json: bool) -> None:
+def devices_cmd(specs: tuple[str, ...], clean: bool, as_json: bool) -> None:
     """List devices: this host, phones seen by the adb server, and any --device given.
 
     \b
     Example:
       slmdeploy devices
       slmdeploy devices --device ssh:pi@raspberrypi.local --json
+      slmdeploy devices --clean -d adb:R58M123ABC --json
     """
+    if clean:
+        _clean(specs, as_json)
+        return
     from rich.table import Table
 
     from slmdeploy.devices.discovery import describe_all
@@ -43,3 +50,25 @@ def devices_cmd(specs: tuple[str, ...], as_json: bool) -> None:
     for i in infos:
         if i.extra.get("error"):
             stdout.print(f"[red]{i.spec}[/]: {i.extra['error']}")
+
+
+def _clean(specs: tuple[str, ...], as_json: bool) -> None:
+    """``--clean``: only devices named with --device (cleaning every phone on the server by accident is not undoable)."""
+    from slmdeploy.devices import open_device
+    from slmdeploy.devices.clean import clean_device
+
+    if not specs:
+        raise click.UsageError("--clean needs the device(s) to clean: add --device SPEC (e.g. -d adb:SERIAL).")
+    reports = []
+    for spec in specs:
+        device = open_device(spec)
+        try:
+            reports.append(clean_device(device))
+        finally:
+            device.close()
+    if as_json:
+        emit_json(reports)
+        return
+    for r in reports:
+        what = ", ".join(f"{name} ({kib / 1024:.1f} MiB)" for name, kib in r["removed"].items()) or "nothing cached"
+        stdout.print(f"{r['device']}: removed {what} from {r['workdir']}; {r['freed_kib'] / 1024:.1f} MiB freed")

@@ -170,18 +170,24 @@ def read_v2(stream: ByteStream, deadline: float, what: str) -> ShellResult:
 
 
 # -- shell v1: exit code and stderr through markers ---------------------------------------------
+STDERR_PREFIX = ".slmdeploy-stderr-"
+
+
 class V1Command:
     """A command wrapped so a shell-v1 stream (stderr merged, no exit code) gives both back.
 
     The command runs under ``sh -c`` with stdin from /dev/null and stderr to a scratch
     file; afterwards a line with a random marker carries ``$?``, and the scratch file is
-    printed after it and removed. Output without the marker means the stream broke.
+    printed after it and removed. Output without the marker means the stream broke. The
+    scratch file's name ends in the wrapping shell's pid (``$$``): when the link dies or the
+    command times out, adbd kills that shell before it removes the file, and
+    ``stale_scratch_cleanup`` later removes every scratch file whose shell is gone.
     """
 
     def __init__(self, cmd: str, scratch: str = SCRATCH) -> None:
         token = secrets.token_hex(8)
         self.marker = f"__slmdeploy_{token}__"
-        errfile = shlex.quote(f"{scratch}/.slmdeploy-stderr-{token}")
+        errfile = shlex.quote(f"{scratch}/{STDERR_PREFIX}{token}-") + "$$"
         self.line = (
             f"sh -c {shlex.quote(cmd)} </dev/null 2>{errfile}; "
             f"printf '\\n{self.marker}%d{self.marker}\\n' $?; cat {errfile} 2>/dev/null; rm -f {errfile}"
@@ -197,6 +203,16 @@ class V1Command:
         stdout = raw[: found.start()]
         stderr = raw[found.end():]
         return ShellResult(int(found.group(1)), stdout.decode(errors="replace"), stderr.decode(errors="replace"))
+
+
+def stale_scratch_cleanup(scratch: str = SCRATCH) -> str:
+    """A shell line removing ``V1Command`` scratch files whose shell (the pid ending the name) is gone.
+
+    Files of commands still running are kept: another process may be using the phone.
+    """
+    pattern = shlex.quote(f"{scratch}/{STDERR_PREFIX}") + "*"
+    return (f"for f in {pattern}; do [ -e \"$f\" ] || continue; p=\"${{f##*-}}\"; "
+            f"case \"$p\" in ''|*[!0-9]*) rm -f \"$f\";; *) [ -d \"/proc/$p\" ] || rm -f \"$f\";; esac; done; true")
 
 
 def describe(cmd: str) -> str:

@@ -11,7 +11,8 @@ do not suit hundreds of MB, so on top of its connection this module:
 * pushes and pulls with ``adb_common``'s sync code: one adb payload in flight, 64 KiB
   sync packets, progress after each payload, memory bounded by one payload;
 * keeps one connection and replaces it after any transport error or timeout (a timed-out
-  command's stream dies with it, and adbd kills the command).
+  command's stream dies with it, and adbd kills the command); each new connection first
+  removes the stderr scratch files such a killed command left in /data/local/tmp.
 """
 
 from __future__ import annotations
@@ -252,6 +253,7 @@ class AdbDirectDevice:
             try:
                 dev.connect(rsa_keys=[self._signer], transport_timeout_s=self.connect_timeout,
                             auth_timeout_s=self.auth_timeout, read_timeout_s=self.connect_timeout)
+                self._remove_stale_scratch(dev)
                 self._dev = dev
                 return
             except _x.DeviceAuthError as err:
@@ -266,6 +268,14 @@ class AdbDirectDevice:
         hint = "authorize this computer on the phone" if isinstance(last, (_x.TcpTimeoutException, TimeoutError)) else \
             "is wireless debugging on (adb tcpip 5555) and the address right?"
         raise DeviceError(f"cannot connect to {self.spec}: {last or 'no answer'} ({hint})")
+
+    def _remove_stale_scratch(self, dev) -> None:
+        """Stderr scratch files of commands a timeout or a lost link cut off (``V1Command``).
+
+        A fresh connection is when such a leftover can exist: the last one died with it.
+        """
+        line = ac.stale_scratch_cleanup()
+        _DirectStream(dev, f"exec:{line}", self.connect_timeout, time.monotonic() + self.connect_timeout).read_all()
 
     def _call(self, what: str, fn: Callable[[object], T]) -> T:
         """Run ``fn(adb_shell_device)``; any transport failure discards the connection."""

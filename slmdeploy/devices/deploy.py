@@ -11,6 +11,7 @@ Pulls go the other way only into a given local directory, under names checked he
 
 from __future__ import annotations
 
+import re
 import secrets
 import shlex
 from pathlib import Path
@@ -20,10 +21,19 @@ from slmdeploy.errors import DeviceError
 from slmdeploy.progress import transfer_progress
 
 HEADROOM = 1.05  # free space wanted beyond the file size
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_sha256(sha256: str) -> str:
+    """``sha256`` if it is 64 lowercase hex digits: it becomes a file name and part of shell lines."""
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise DeviceError(f"invalid sha256 {str(sha256)[:80]!r}: expected 64 lowercase hex digits "
+                          "(as in the artifact's manifest.json); re-export the artifact if it was edited.")
+    return sha256
 
 
 def blob_path(device: Device, sha256: str) -> str:
-    return f"{device.workdir}/blobs/{sha256}"
+    return f"{device.workdir}/blobs/{check_sha256(sha256)}"
 
 
 def _run(device: Device, cmd: list[str] | str, what: str, timeout: float = 120.0) -> str:
@@ -78,11 +88,11 @@ def deploy_file(
     if available is not None and available * 1024 < size * HEADROOM:
         raise DeviceError(
             f"{device.spec} has {available // 1024} MiB free in {blobs}, {local.name} needs {size // (1 << 20) + 1} MiB: "
-            "free space on the device (e.g. remove old blobs with `slmdeploy devices clean`)."
+            f"free space on the device (`slmdeploy devices --clean -d {device.spec}` removes slmdeploy's cached blobs)."
         )
     # Leftovers of earlier pushes of this file that died half-way (the caller holds the
     # device lock, so none of them is still being written); they would only eat space.
-    device.shell(f"rm -f {shlex.quote(blobs)}/.tmp-{sha256[:16]}-*", timeout=30)
+    device.shell(f"rm -f {shlex.quote(f'{blobs}/.tmp-{sha256[:16]}-')}*", timeout=30)
     tmp = f"{blobs}/.tmp-{sha256[:16]}-{secrets.token_hex(4)}"
     try:
         with transfer_progress(progress) as bar:
@@ -96,7 +106,7 @@ def deploy_file(
             )
         q = shlex.quote
         chmod = f"chmod 755 {q(tmp)} && " if executable else ""
-        _run(device, f"{chmod}mv -f {q(tmp)} {q(blob)} && echo {sha256} > {q(blob + '.ok')}", "atomic rename")
+        _run(device, f"{chmod}mv -f {q(tmp)} {q(blob)} && echo {q(sha256)} > {q(blob + '.ok')}", "atomic rename")
     except BaseException:
         try:  # the link may be gone: the next push of this file removes the leftover
             device.shell(["rm", "-f", tmp], timeout=30)

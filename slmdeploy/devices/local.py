@@ -39,7 +39,7 @@ class LocalDevice:
 
     def __init__(self, root: str | Path | None = None) -> None:
         default = Path(os.environ.get("SLMDEPLOY_CACHE") or Path.home() / ".cache" / "slmdeploy") / "local-device"
-        self.root = Path(root) if root else default
+        self.root = (Path(root) if root else default).absolute()  # cleaning refuses a relative workdir
         self.root.mkdir(parents=True, exist_ok=True)
         self.spec = "local"
         self.workdir = str(self.root)

@@ -69,9 +69,19 @@ OPENSSH_CIPHERS_NO_AES = ("chacha20-poly1305@openssh.com", *(c for c in OPENSSH_
 CONTROL_PERSIST = 120  # s an idle OpenSSH master connection stays up (also ends one a crash left behind)
 _CHUNK = 1 << 20  # bytes per write to / read from the ssh process (and per progress call)
 _HOST_ALIAS = "slmdeploy-board"  # the name the pinned host key is filed under
+PIDFILE_PREFIX = "/tmp/.slmdeploy-"  # + token + ".pid": a command's process group, for killing it on timeout
 _DEFAULT_KEYS = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")  # what paramiko's look_for_keys tries
 
 log = logging.getLogger(__name__)
+
+
+def stale_pidfile_cleanup() -> str:
+    """A shell line removing command pid files whose process is gone (a link lost mid-command).
+
+    An empty file is kept: its command is just starting.
+    """
+    return (f"for f in {shlex.quote(PIDFILE_PREFIX)}*.pid; do [ -f \"$f\" ] || continue; p=$(cat \"$f\" 2>/dev/null); "
+            f"case \"$p\" in ''|*[!0-9]*) ;; *) [ -d \"/proc/$p\" ] || rm -f \"$f\" 2>/dev/null;; esac; done; true")
 
 
 class SshDevice:
@@ -200,7 +210,7 @@ class SshDevice:
         line = quote_cmd(cmd)
         timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        pidfile = f"/tmp/.slmdeploy-{secrets.token_hex(8)}.pid"
+        pidfile = f"{PIDFILE_PREFIX}{secrets.token_hex(8)}.pid"
         # The login shell sshd starts is a session leader: $$ is the command's process group.
         wrapped = f"echo $$ > {pidfile}; sh -c {shlex.quote(line)} </dev/null; rc=$?; rm -f {pidfile}; exit $rc"
         what = f"`{line if len(line) < 160 else line[:157] + '...'}` on {self.spec}"

@@ -127,3 +127,22 @@ def test_pull_into_refuses_names_that_leave_the_run_dir(device, scratch, tmp_pat
     with pytest.raises(DeviceError, match="refusing"):
         pull_into(device, scratch, run_dir, ["link"])
     assert not (tmp_path / "outside").exists() and not (tmp_path / "escaped").exists()
+
+
+class _NoShell:
+    """A device whose shell must not be reached."""
+
+    spec, workdir, transport = "fake:no-shell", "/data/local/tmp/slmdeploy", "fake"
+
+    def shell(self, cmd, timeout=None):
+        raise AssertionError(f"reached the device shell: {cmd}")
+
+
+@pytest.mark.parametrize("sha", ["$(reboot)" + "0" * 55, "A" * 64, "0" * 63, "0" * 64 + "\n", "0" * 64 + "; rm -rf /"])
+def test_a_malformed_sha256_never_reaches_the_shell(tmp_path, sha):
+    local = tmp_path / "model.pte"
+    local.write_bytes(b"x")
+    with pytest.raises(DeviceError, match="invalid sha256"):
+        deploy_file(_NoShell(), local, sha, progress=False)
+    with pytest.raises(DeviceError, match="invalid sha256"):
+        is_deployed(_NoShell(), sha, 1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from slmdeploy.bench.api import _kill_strays
+from slmdeploy.devices.clean import kill_strays
 from slmdeploy.devices import open_device
 from slmdeploy.devices.cooldown import wait_until_cool
 from slmdeploy.devices.emulator import EmulatedPhone, load_profile
@@ -109,7 +109,7 @@ def test_stray_harnesses_are_killed_but_reused_pids_are_not(transport, phone):
     stray = _start_fake_harness(dev, "20990101-stray-run", "--run-id=20990101-stray-run")
     innocent = _start_fake_harness(dev, "20990101-old-run", "--run-id=some-other-process")
     assert _alive(stray) and _alive(innocent)
-    _kill_strays(dev)
+    kill_strays(dev)
     deadline = time.monotonic() + 10
     while _alive(stray) and time.monotonic() < deadline:
         time.sleep(0.05)

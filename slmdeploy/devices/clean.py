@@ -1,0 +1,85 @@
+"""What slmdeploy leaves on a device, and removing it.
+
+A run leaves its harness (killed here if an interrupted run left it running), the
+content-addressed blob cache (``<workdir>/blobs``: artifacts and harness binaries), the
+device side of each run directory (``<workdir>/runs``, already pulled back) and library
+links (``<workdir>/lib``). A lost link or a timeout can also leave scratch files outside the
+work directory: adb-direct's stderr files in ``/data/local/tmp`` and the ssh transport's
+pid files in ``/tmp``; those whose command is gone are removed here.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from slmdeploy.devices.adb_common import stale_scratch_cleanup
+from slmdeploy.devices.base import Device
+from slmdeploy.devices.lock import device_lock
+from slmdeploy.devices.ssh import stale_pidfile_cleanup
+from slmdeploy.errors import DeviceError, SlmdeployError
+
+CACHED = ("blobs", "runs", "lib")  # under the workdir; all of it is recreated by the next bench
+
+
+def kill_strays(device: Device) -> None:
+    """Harnesses left running by an earlier, interrupted run on this device, and stale scratch files.
+
+    A pid file can outlive its process and the pid be reused by an unrelated one, so a
+    pid is killed only while its command line still carries its run's id (``--run-id``).
+    """
+    runs = shlex.quote(f"{device.workdir}/runs")
+    device.shell(
+        f"for p in {runs}/*/harness.pid; do [ -f \"$p\" ] || continue; pid=$(cat \"$p\"); d=\"${{p%/harness.pid}}\"; "
+        f"case \"$pid\" in ''|*[!0-9]*) ;; *) grep -qF -e \"${{d##*/}}\" /proc/$pid/cmdline 2>/dev/null "
+        f"&& kill -9 \"$pid\" 2>/dev/null;; esac; rm -f \"$p\"; done; "
+        f"{stale_scratch_cleanup()}; {stale_pidfile_cleanup()}",
+        timeout=30,
+    )
+
+
+def kill_strays_quietly(device: Device) -> None:
+    """``kill_strays`` where the link may be gone (after a failure): a second error would hide the first."""
+    try:
+        kill_strays(device)
+    except SlmdeployError:
+        pass
+
+
+def _check_workdir(device: Device) -> str:
+    workdir = device.workdir.rstrip("/")
+    if not workdir.startswith("/") or workdir.count("/") < 2:
+        raise DeviceError(f"{device.spec}: refusing to clean the work directory {device.workdir!r}: "
+                          "it must be an absolute path below the top level; pass another workdir.")
+    return workdir
+
+
+def parse_du(stdout: str) -> dict[str, int]:
+    """{name: KiB} from ``du -sk NAME`` lines."""
+    sizes = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            sizes[parts[1]] = int(parts[0])
+    return sizes
+
+
+def clean_device(device: Device, lock_timeout: float = 5.0) -> dict[str, Any]:
+    """Kill stray harnesses, remove the blob cache, device run dirs, lib links and stale scratch files.
+
+    Holds the device lock (a run in progress is never cleaned away under it). Returns what
+    was removed: ``{"device", "workdir", "removed": {name: KiB}, "freed_kib"}``.
+    """
+    workdir = _check_workdir(device)
+    with device_lock(device.spec, timeout=lock_timeout):
+        kill_strays(device)
+        names = " ".join(CACHED)
+        script = (f"cd {shlex.quote(workdir)} 2>/dev/null || exit 0; "
+                  f"for d in {names}; do [ -e \"$d\" ] || continue; du -sk \"$d\"; rm -rf \"$d\" || exit 1; done")
+        result = device.shell(script, timeout=300)
+    if not result.ok:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise DeviceError(f"{device.spec}: cleaning {workdir} failed (exit {result.exit_code}): "
+                          f"{detail[-1] if detail else 'no message'}; check the directory's permissions on the device.")
+    removed = parse_du(result.stdout)
+    return {"device": device.spec, "workdir": workdir, "removed": removed, "freed_kib": sum(removed.values())}
