@@ -140,3 +140,16 @@ def comparison_table(frame: pd.DataFrame) -> Table:
             cells.append(text)
         table.add_row(*cells)
     return table
+
+
+def ops_table(ops: pd.DataFrame, title: str | None = None, top: int = 20) -> Table:
+    """An op-level profile (``analysis.ops.run_ops``): where the execute time went, largest first."""
+    table = Table(title=title, header_style="bold")
+    for label, justify in (("op", "left"), ("category", "left"), ("backend", "left"), ("calls", "right"),
+                           ("total ms", "right"), ("mean ms", "right"), ("p50 ms", "right"), ("share", "right")):
+        table.add_column(label, justify=justify)
+    for r in ops.head(top).to_dict("records"):
+        table.add_row(str(r["op"]), str(r["category"]), str(r["backend"] or "-"), str(r["calls"]),
+                      _fixed(r["total_ms"], 3), _fixed(r["mean_ms"], 4), _fixed(r["p50_ms"], 4),
+                      f"{r['share'] * 100:.1f}%" if _num(r["share"]) else "-")
+    return table

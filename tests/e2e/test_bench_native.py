@@ -12,9 +12,11 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from slmdeploy.analysis.store import DB_NAME, read_table
 from slmdeploy.bench import Workload, bench
+from slmdeploy.cli.main import cli
 from slmdeploy.devices.deploy import blob_path
 from slmdeploy.export.source import sha256_file
 from slmdeploy.harness import native
@@ -74,6 +76,12 @@ def test_native_harness_runs_the_whole_path(lab, tiny_fp32, bundle, tmp_path, ki
     ops = op_breakdown(result.run_dir / "etdump.etdp", artifact=tiny_fp32, trace=trace, phase="decode")
     assert len(ops) > 0 and (ops["total_ms"] > 0).any()
 
+    # ... and the CLI shows the same breakdown from the run directory alone
+    report = CliRunner().invoke(cli, ["report", str(result.run_dir), "--ops", "--phase", "decode", "--json"])
+    assert report.exit_code == 0, report.output
+    shown = json.loads(report.stdout)["ops"][result.run_dir.name]
+    assert [r["op"] for r in shown] == list(ops["op"]) and sum(r["calls"] for r in shown) == ops["calls"].sum()
+
     row = read_table(runs / DB_NAME)
     row = row[row.run_id == result.run_dir.name].iloc[0]
     assert row["harness"] == "native" and row["status"] == "complete"
@@ -95,3 +103,5 @@ def test_native_and_python_harness_rows_are_analysed_alike(lab, tiny_fp32, bundl
     for column in ("prefill_tps", "decode_tps", "ttft_ms", "load_ms", "peak_rss_mib"):
         assert frame[column].notna().all() and (frame[column] > 0).all(), column
     assert set(frame["measured_runs"]) == {SMALL.runs}
+    no_profile = CliRunner().invoke(cli, ["report", str(runs), "--ops"])
+    assert no_profile.exit_code == 2 and "bench with --etdump" in no_profile.output
