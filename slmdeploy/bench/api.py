@@ -21,6 +21,7 @@ from slmdeploy.analysis.metrics import summarize
 from slmdeploy.analysis.records import TRACE_FILE
 from slmdeploy.analysis.store import DB_NAME, store_run
 from slmdeploy.bench import harnesses
+from slmdeploy.bench.inputs import load_inputs, write_inputs
 from slmdeploy.bench.rundir import RunDir, now_iso
 from slmdeploy.bench.workload import Workload
 from slmdeploy.devices import Device, open_device
@@ -29,6 +30,7 @@ from slmdeploy.devices.cooldown import wait_until_cool
 from slmdeploy.devices.deploy import deploy_file, pull_into
 from slmdeploy.errors import DeviceError, HarnessError
 from slmdeploy.export.artifact import Artifact
+from slmdeploy.export.source import sha256_file
 from slmdeploy.harness.protocol import EXIT_OK, HarnessArgs
 from slmdeploy.harness.trace import read_trace
 
@@ -66,8 +68,6 @@ def _deploy(device: Device, artifact: Artifact, plan: harnesses.HarnessPlan, pro
     model_remote, _ = deploy_file(device, artifact.model_file, entry.sha256, progress=progress)
     if plan.name == "python":
         return model_remote, plan.command
-    from slmdeploy.export.source import sha256_file
-
     binary, *libs = plan.files
     lib_dir = f"{device.workdir}/lib"
     device.shell(["mkdir", "-p", lib_dir], timeout=30)
@@ -152,6 +152,7 @@ def bench(
     art = resolve_artifact(artifact, progress)
     art.verify()
     workload.check(art.manifest)
+    given_inputs = load_inputs(workload.inputs, art.manifest)
     dev = open_device(device)
     runs_dir = Path(runs_dir)
     rd = RunDir.create(runs_dir, art.name, dev.spec)
@@ -165,6 +166,7 @@ def bench(
         device=dev.spec, workload=workload.to_dict(),
     )
     shutil.copy2(art.path / "manifest.json", rd.path / "manifest.json")
+    input_files = write_inputs(given_inputs, rd.path / "inputs")
     try:
         with dev.lock(), _closing(dev, opened=dev is not device):
             info = dev.info()
@@ -174,6 +176,7 @@ def bench(
             kill_strays(dev)
             model_remote, command = _deploy(dev, art, plan, progress)
             args = _harness_args(art, workload, model_remote, rd.run_id, etdump)
+            args.inputs = [deploy_file(dev, f, sha256_file(f), progress=False)[0] for f in input_files]
             outcome = _attempts(dev, rd, command, args, _Attempts(timeout, retries, etdump, progress, cooldown_c,
                                                                    cooldown_timeout))
     except BaseException as err:

@@ -19,6 +19,7 @@ class Workload:
     seed: int = 0
     iterations: int = 10  # generic workload: invocations per run
     telemetry_interval_ms: int = 500
+    inputs: tuple[str, ...] = ()  # generic workload: one .npy or raw .bin per method input (else seeded random)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

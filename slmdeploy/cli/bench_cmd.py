@@ -16,6 +16,8 @@ from slmdeploy.cli.common import emit_json, json_option, stdout
 @click.option("--warmup", default=1, show_default=True, help="Warm-up repetitions (traced, not counted).")
 @click.option("--threads", "-t", default=0, show_default=True, help="CPU threads (0 = runtime default).")
 @click.option("--iterations", default=10, show_default=True, help="Generic (non-LLM) artifacts: calls per run.")
+@click.option("--input", "inputs", multiple=True, type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="Generic artifacts: one .npy (or raw .bin) per method input, in order [default: seeded random].")
 @click.option("--harness", type=click.Choice(["auto", "python", "native"]), default="auto", show_default=True)
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Where run directories and results.duckdb go.")
 @click.option("--db", type=click.Path(path_type=Path), help="Results database [default: RUNS_DIR/results.duckdb].")
@@ -28,7 +30,7 @@ from slmdeploy.cli.common import emit_json, json_option, stdout
 @click.option("--cooldown-timeout", default=600.0, show_default=True, help="Seconds to wait for --cooldown-below before failing.")
 @json_option
 def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, runs: int, warmup: int, threads: int,
-              iterations: int, harness: str, runs_dir: Path, db: Path | None, timeout: float, retries: int,
+              iterations: int, inputs: tuple[str, ...], harness: str, runs_dir: Path, db: Path | None, timeout: float, retries: int,
               telemetry_ms: int, etdump: bool, python: str | None, cooldown_c: float | None, cooldown_timeout: float,
               as_json: bool) -> None:
     """Benchmark ARTIFACT (an artifact directory, or a model name exported for this host) on a device.
@@ -38,13 +40,14 @@ def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, r
       slmdeploy bench llama-tiny                      # export (cached) + bench on this host
       slmdeploy bench artifacts/smollm2-135m-host-xnnpack -p 64 -g 32 -r 3 --json
       slmdeploy bench artifacts/x --device adb:R58N12ABCDE --harness native --cooldown-below 40
+      slmdeploy bench artifacts/my-cnn --input image.npy --iterations 100
     """
     from slmdeploy.analysis.table import results_table
     from slmdeploy.bench import Workload, bench
     from slmdeploy.analysis import load_runs
 
     workload = Workload(prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, warmup=warmup, runs=runs, threads=threads,
-                        iterations=iterations, telemetry_interval_ms=telemetry_ms)
+                        iterations=iterations, telemetry_interval_ms=telemetry_ms, inputs=tuple(inputs))
     result = bench(artifact, device, workload=workload, harness=harness, runs_dir=runs_dir, db=db, timeout=timeout,
                    retries=retries, etdump=etdump, python=python, progress=not as_json, cooldown_c=cooldown_c,
                    cooldown_timeout=cooldown_timeout)

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from slmdeploy.analysis.store import DB_NAME, read_table
@@ -105,3 +106,59 @@ def test_native_and_python_harness_rows_are_analysed_alike(lab, tiny_fp32, bundl
     assert set(frame["measured_runs"]) == {SMALL.runs}
     no_profile = CliRunner().invoke(cli, ["report", str(runs), "--ops"])
     assert no_profile.exit_code == 2 and "bench with --etdump" in no_profile.output
+
+
+class Lookup(torch.nn.Module):
+    """A lookup table: an id outside [0, 4) makes the method fail, so a run shows which ids it was fed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = torch.nn.Embedding(4, 8)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.table(ids)
+
+
+@pytest.fixture(scope="module")
+def lookup_artifact(tmp_path_factory):
+    from slmdeploy.export import export, from_module
+
+    torch.manual_seed(0)
+    source = from_module("lookup", Lookup().eval(), (torch.zeros(3, dtype=torch.long),))
+    return export(source, "android-portable-fp32", tmp_path_factory.mktemp("lookup"), progress=False)
+
+
+@pytest.mark.parametrize("harness", ["native", "python"])
+def test_bench_feeds_given_inputs_to_a_generic_artifact(lab, lookup_artifact, bundle, tmp_path, harness):
+    import sys
+
+    import numpy as np
+
+    from slmdeploy.errors import HarnessError, WorkloadError
+
+    np.save(tmp_path / "ok.npy", np.array([0, 1, 3], dtype=np.int64))  # 3: never drawn by the random fill
+    np.save(tmp_path / "bad.npy", np.array([0, 1, 99], dtype=np.int64))
+    np.save(tmp_path / "wrong.npy", np.array([0.0, 1.0, 3.0], dtype=np.float32))
+    runs = tmp_path / "runs"
+    common = {"harness": harness, "python": sys.executable, "runs_dir": runs, "progress": False}
+    phone = f"adb:{lab.phone.serial}"
+
+    work = Workload(runs=2, warmup=0, iterations=3, telemetry_interval_ms=0, inputs=(str(tmp_path / "ok.npy"),))
+    result = bench(lookup_artifact, phone, workload=work, **common)
+    assert result.status == "complete" and result.summary["measured_runs"] == 2
+    fed = result.run_dir / "inputs" / "input0.bin"
+    assert np.fromfile(fed, dtype="<i8").tolist() == [0, 1, 3]  # the run keeps what it was fed
+    assert read_trace(result.run_dir / "trace.jsonl").header["workload"]["inputs"][0].endswith(sha256_file(fed))
+
+    work.inputs = (str(tmp_path / "bad.npy"),)
+    with pytest.raises(HarnessError, match="incomplete"):  # the method fails on the value given, on the phone
+        bench(lookup_artifact, phone, workload=work, **common)
+
+    before = set(runs.iterdir())
+    work.inputs = (str(tmp_path / "wrong.npy"),)
+    with pytest.raises(WorkloadError, match="is float32, the artifact takes int64"):
+        bench(lookup_artifact, phone, workload=work, **common)
+    work.inputs = (str(tmp_path / "ok.npy"), str(tmp_path / "ok.npy"))
+    with pytest.raises(WorkloadError, match="2 --input files given; method 'forward' takes 1"):
+        bench(lookup_artifact, phone, workload=work, **common)
+    assert set(runs.iterdir()) == before  # rejected before any device work: no run directory
