@@ -161,7 +161,7 @@ Json& add_telemetry(Json& event, const std::string& sys_root) {
     thermal.set(type.empty() ? zone : type, temp);
   }
 
-  IntMap freqs;
+  IntMap freqs, caps;
   const std::string cpu_dir = sys_root + "/devices/system/cpu";
   std::vector<std::pair<long, std::string>> cpus;
   for (const auto& name : list_dir(cpu_dir)) {
@@ -171,6 +171,7 @@ Json& add_telemetry(Json& event, const std::string& sys_root) {
   for (const auto& cpu : cpus) {
     int64_t khz;
     if (read_int(cpu_dir + "/" + cpu.second + "/cpufreq/scaling_cur_freq", &khz)) freqs.set(cpu.second, khz);
+    if (read_int(cpu_dir + "/" + cpu.second + "/cpufreq/scaling_max_freq", &khz)) caps.set(cpu.second, khz);
   }
 
   IntMap battery;
@@ -181,7 +182,10 @@ Json& add_telemetry(Json& event, const std::string& sys_root) {
     int64_t value;
     if (read_int(supply + field.second, &value)) battery.set(field.first, value);
   }
-  return event.raw("thermal_mc", thermal.json()).raw("cpu_khz", freqs.json()).raw("battery", battery.json());
+  return event.raw("thermal_mc", thermal.json())
+      .raw("cpu_khz", freqs.json())
+      .raw("cpu_max_khz", caps.json())
+      .raw("battery", battery.json());
 }
 
 void TelemetrySampler::start() {

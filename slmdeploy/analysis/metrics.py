@@ -27,26 +27,39 @@ def _percentile(values: list[int], q: float) -> float | None:
 
 
 def throttling(trace: Trace) -> dict[str, Any]:
-    """Did the device slow down during the run? Compares telemetry samples with the first one."""
+    """Did the device slow down during the run? Compares telemetry samples with the first one.
+
+    The direct evidence is a lowered cap: a thermal governor throttles by lowering a core's
+    ``scaling_max_freq`` (``cpu_max_khz``). Traces without caps fall back to a heuristic: a
+    core's current frequency well below its first sample while the device heated up.
+    """
     samples = trace.of("telemetry")
     if len(samples) < 2:
         return {"throttled": None, "samples": len(samples)}
     first = samples[0]
-    min_ratio, max_rise = 1.0, 0
+    min_ratio, cap_ratio, max_rise = 1.0, 1.0, 0
+    caps_seen = False
     for sample in samples[1:]:
         for cpu, khz in sample.get("cpu_khz", {}).items():
             base = first.get("cpu_khz", {}).get(cpu)
             if base:
                 min_ratio = min(min_ratio, khz / base)
+        for cpu, khz in sample.get("cpu_max_khz", {}).items():
+            base = first.get("cpu_max_khz", {}).get(cpu)
+            if base:
+                caps_seen = True
+                cap_ratio = min(cap_ratio, khz / base)
         for zone, mc in sample.get("thermal_mc", {}).items():
             base = first.get("thermal_mc", {}).get(zone)
             if base is not None:
                 max_rise = max(max_rise, mc - base)
     temps = [max(s["thermal_mc"].values()) for s in samples if s.get("thermal_mc")]
+    heuristic = min_ratio < THROTTLE_FREQ_DROP and max_rise >= THROTTLE_TEMP_RISE_MC
     return {
-        "throttled": min_ratio < THROTTLE_FREQ_DROP and max_rise >= THROTTLE_TEMP_RISE_MC,
+        "throttled": cap_ratio < 1.0 if caps_seen else heuristic,
         "samples": len(samples),
         "min_freq_ratio": round(min_ratio, 3),
+        "freq_cap_ratio": round(cap_ratio, 3) if caps_seen else None,
         "temp_rise_c": max_rise / 1000,
         "max_temp_c": max(temps) / 1000 if temps else None,
     }

@@ -40,11 +40,12 @@ def thermal_zones(root: Path = SYS) -> dict[str, int]:
     return zones
 
 
-def cpu_frequencies(root: Path = SYS) -> dict[str, int]:
-    """cpuN -> current frequency in kHz."""
+def cpu_frequencies(root: Path = SYS, name: str = "scaling_cur_freq") -> dict[str, int]:
+    """cpuN -> a cpufreq value in kHz: the current frequency, or (``scaling_max_freq``) the
+    cap a thermal governor lowers when it throttles."""
     freqs = {}
     for cpu in sorted((root / "devices/system/cpu").glob("cpu[0-9]*"), key=lambda p: int(p.name[3:])):
-        khz = _read_int(cpu / "cpufreq/scaling_cur_freq")
+        khz = _read_int(cpu / "cpufreq" / name)
         if khz is not None:
             freqs[cpu.name] = khz
     return freqs
@@ -62,7 +63,8 @@ def battery(root: Path = SYS) -> dict[str, int]:
 
 
 def sample(root: Path = SYS) -> dict[str, Any]:
-    return {"thermal_mc": thermal_zones(root), "cpu_khz": cpu_frequencies(root), "battery": battery(root)}
+    return {"thermal_mc": thermal_zones(root), "cpu_khz": cpu_frequencies(root),
+            "cpu_max_khz": cpu_frequencies(root, "scaling_max_freq"), "battery": battery(root)}
 
 
 class Sampler:

@@ -216,4 +216,6 @@ def test_cooldown_first_then_throttling_during_the_run_is_flagged(hot_phone, tin
     assert result.status == "complete"
     assert result.summary["thermal_throttled"] is True
     assert result.summary["thermal_min_freq_ratio"] < 0.85 and result.summary["thermal_temp_rise_c"] >= 2
+    # the evidence: the phone's thermal governor lowered the cores' cap (scaling_max_freq)
+    assert abs(result.summary["thermal_freq_cap_ratio"] - hot_phone.profile.thermal.throttle_ratio) < 0.01
     assert bool(_db_row(tmp_path / "runs", result.run_dir.name)["thermal_throttled"]) is True

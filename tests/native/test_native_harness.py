@@ -16,11 +16,14 @@ from slmdeploy.harness.protocol import HarnessArgs
 from slmdeploy.harness.trace import read_trace
 
 
+MAPS = ("thermal_mc", "cpu_khz", "cpu_max_khz", "battery")
+
+
 def _shape(value):
     """The key structure of an event: nested dicts by key, everything else by JSON type."""
     if isinstance(value, dict):
-        return {k: _shape(v) for k, v in value.items() if k not in ("thermal_mc", "cpu_khz", "battery")} | {
-            k: "map" for k in ("thermal_mc", "cpu_khz", "battery") if k in value
+        return {k: _shape(v) for k, v in value.items() if k not in MAPS} | {
+            k: "map" for k in MAPS if k in value
         }
     if isinstance(value, bool):
         return "bool"
@@ -226,6 +229,8 @@ def test_telemetry_fields_match_the_python_sampler(harness, small_module_pte, tm
     for cpu, khz in (("cpu0", 1704000), ("cpu10", 2000000), ("cpu2", 2912000)):
         (sys_root / "devices/system/cpu" / cpu / "cpufreq").mkdir(parents=True)
         (sys_root / "devices/system/cpu" / cpu / "cpufreq/scaling_cur_freq").write_text(f"{khz}\n")
+        if cpu != "cpu10":  # a core whose cap cannot be read: absent from cpu_max_khz, not zero
+            (sys_root / "devices/system/cpu" / cpu / "cpufreq/scaling_max_freq").write_text(f"{khz + 100}\n")
     (sys_root / "devices/system/cpu/cpufreq").mkdir(parents=True)
     battery = sys_root / "class/power_supply/battery"
     battery.mkdir(parents=True)
@@ -243,6 +248,7 @@ def test_telemetry_fields_match_the_python_sampler(harness, small_module_pte, tm
     assert {k: sample[k] for k in expected} == expected
     assert list(sample["thermal_mc"]) == list(expected["thermal_mc"])  # same key order too
     assert sample["thermal_mc"] == {"cpu-big": 43000, "battery": 30500, "skin": 29000}
+    assert sample["cpu_max_khz"] == {"cpu0": 1704100, "cpu2": 2912100}
 
 
 def test_a_run_shorter_than_the_interval_still_has_its_baseline_sample(harness, small_module_pte, tmp_path):
