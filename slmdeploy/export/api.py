@@ -18,6 +18,7 @@ from slmdeploy.export.target import Target, load_target
 from slmdeploy.progress import Stages
 
 DEFAULT_TARGET = "host-xnnpack"
+SKIPPED = "skipped"  # the verdict of an export made with verify=False
 
 
 def default_out_dir(source: ModelSource, target: Target, max_seq_len: int) -> Path:
@@ -67,6 +68,31 @@ def _check_strict(delegation: dict[str, Any], target: Target) -> None:
         )
 
 
+def _from_cache(entry: Path, out: Path, target: Target, *, strict: bool, verify: bool) -> Artifact | None:
+    """The cached artifact, placed in ``out``; None when the entry must be (re)built.
+
+    A damaged entry is dropped. An entry exported with ``verify=False`` is not served to a
+    verifying export (its verdict is "skipped"): that export rebuilds and verifies it, and
+    the verified artifact replaces the entry.
+    """
+    if not entry.exists():
+        return None
+    try:
+        cached = Artifact.open(entry)
+        cached.verify()
+    except ArtifactError:
+        shutil.rmtree(entry, ignore_errors=True)
+        return None
+    if verify and cached.manifest.verification.get("status") == SKIPPED:
+        return None
+    if strict:
+        _check_strict(cached.manifest.delegation, target)
+    cache.materialize(entry, out)
+    artifact = Artifact.open(out)
+    artifact.cache_hit = True
+    return artifact
+
+
 def _verify(result, target: Target, source: ModelSource) -> dict[str, Any]:
     from slmdeploy.export import backends
 
@@ -105,18 +131,8 @@ def export(
     target_desc = target.as_dict() | {"max_seq_len": seq}
     key = cache.cache_key(source.fingerprint, target_desc, tools)
     entry = cache.entry_dir(key)
-    if entry.exists() and not force:
-        try:
-            cached = Artifact.open(entry)
-            cached.verify()
-            if strict:
-                _check_strict(cached.manifest.delegation, target)
-            cache.materialize(entry, out)
-            artifact = Artifact.open(out)
-            artifact.cache_hit = True
-            return artifact
-        except ArtifactError:
-            shutil.rmtree(entry, ignore_errors=True)  # a damaged entry is rebuilt below
+    if not force and (hit := _from_cache(entry, out, target, strict=strict, verify=verify)) is not None:
+        return hit
 
     stages = Stages(f"export {source.name} -> {target.name}", show=progress)
     start = time.perf_counter()
@@ -129,7 +145,7 @@ def export(
             shutil.copy2(file, work / file.name)
             result.files.append((work / file.name, "tokenizer"))
         with stages("verify against eager PyTorch"):
-            verification = _verify(result, target, source) if verify else {"status": "skipped"}
+            verification = _verify(result, target, source) if verify else {"status": SKIPPED}
         with stages("hash files + manifest"):
             files = [
                 FileEntry(path=p.name, role=role, size=p.stat().st_size, sha256=sha256_file(p))
@@ -163,7 +179,7 @@ def export(
                 verification=verification,
             )
             manifest.write(work)
-        entry = cache.commit(work, key, replace=force)
+        entry = cache.commit(work, key, replace=force or entry.exists())  # what is left is stale: replace it
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

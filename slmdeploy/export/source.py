@@ -6,6 +6,7 @@ fingerprint *without* building the model, so the export cache can answer first.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -146,7 +147,11 @@ def resolve(model: Any) -> ModelSource:
 
 
 def from_module(name: str, module: Any, example_inputs: tuple[Any, ...]) -> ModelSource:
-    """Any ``torch.nn.Module`` with example inputs (non-LLM models too); fingerprinted by its weights."""
+    """Any ``torch.nn.Module`` with example inputs (non-LLM models too); fingerprinted by its weights.
+
+    Each build is a deep copy: exporters quantize and rewrite what they build, and the
+    caller's module must come back from an export exactly as it went in.
+    """
     digest = hashlib.sha256(name.encode())
     digest.update(repr(module).encode())
     for key, tensor in module.state_dict().items():
@@ -158,6 +163,6 @@ def from_module(name: str, module: Any, example_inputs: tuple[Any, ...]) -> Mode
         name=name,
         kind="module",
         fingerprint=digest.hexdigest(),
-        builder=lambda: module.eval(),
+        builder=lambda: copy.deepcopy(module).eval(),
         example_inputs=tuple(example_inputs),
     )

@@ -2,17 +2,23 @@
 recorder whose JSON ``scripts/gen_support_matrix.py`` renders.
 
 Each test that exports records what happened (status + numbers) in a cell keyed by target
-and model family; at the end of the session the cells are merged into the results file
+and model family, once its own checks have run (``SupportMatrix.checking``: a failed check
+is a failed cell); at the end of the session the cells are merged into the results file
 (``docs/support-matrix.json``, or ``$SLMDEPLOY_SUPPORT_RESULTS``), so a default run and a
-``pytest -m slow`` run both contribute.
+``pytest -m slow`` run both contribute, and cells of targets or families no longer shipped
+are dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
+
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(os.environ.get("SLMDEPLOY_SUPPORT_RESULTS", REPO / "docs" / "support-matrix.json"))
@@ -31,6 +37,18 @@ FAMILIES = {
     "SmolLM": "smollm-tiny",
 }
 FAMILY_OF = {model: family for family, model in FAMILIES.items()}
+MODULE_FAMILIES = ("nn.Module (CNN)",)  # plain modules the tests export next to the decoder families
+
+
+class MLP(torch.nn.Module):
+    """A small non-LLM model whose linear layers every quantizer takes (64 inputs: int4 groups of 32)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(64, 64), torch.nn.Linear(64, 16)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
 
 
 class Outcome:
@@ -79,17 +97,42 @@ class SupportMatrix:
             cell["status"] = status or "failed"
         self.cells[f"{target.name}|{family}"] = cell
 
+    @contextlib.contextmanager
+    def checking(self, target, family: str, model: str, node: str, outcome: Outcome, status: str | None = None) -> Iterator[None]:
+        """Record the cell after the test's checks in the block: passed, as the outcome says; a
+        check that failed, as a failure naming it (never the export's own ✅)."""
+        try:
+            yield
+        except Exception as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            failure = outcome.error or AssertionError(f"check failed: {first}")
+            self.record(target, family, model, node, Outcome(error=failure), status="failed")
+            raise
+        self.record(target, family, model, node, outcome, status)
+
     def write(self) -> None:
         if not self.cells:
             return
         existing = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"cells": {}}
         existing["cells"].update(self.cells)
-        existing["cells"] = dict(sorted(existing["cells"].items()))
+        existing["cells"] = dict(sorted(shipped_only(existing["cells"], shipped_targets()).items()))
         existing["generated_by"] = "pytest tests/export (see scripts/gen_support_matrix.py)"
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         tmp = RESULTS.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(existing, indent=1) + "\n")
         tmp.replace(RESULTS)
+
+
+def shipped_targets() -> set[str]:
+    from slmdeploy.export import list_targets
+
+    return {t.name for t in list_targets()}
+
+
+def shipped_only(cells: dict[str, dict], targets: set[str]) -> dict[str, dict]:
+    """The cells of shipped targets and tested families: a removed target or family leaves the matrix."""
+    families = set(FAMILIES) | set(MODULE_FAMILIES)
+    return {k: c for k, c in cells.items() if c["target"] in targets and c["family"] in families}
 
 
 def export_in_worker(model: str, target: str, out: str) -> str | None:

@@ -37,9 +37,16 @@ UNITS = {frozenset(): "CPU_ONLY", frozenset({"ane"}): "CPU_AND_NE", frozenset({"
 # opset (spec version) each deployment target implies
 SPEC_VERSION = {"iOS18": 9, "macOS15": 9}
 WEIGHT_OPS = {"8w": "constexpr_blockwise_shift_scale", "4w": "constexpr_blockwise_shift_scale"}
+SPEC_STAGE = "check the package spec"
 
 
-def _for_coremltools(exported):
+class SpecCheckError(ExportError):
+    """A converted package whose interface or opset is not what the exporter intended."""
+# Core ML array data types (ArrayFeatureType.ArrayDataType names) -> manifest dtype names
+DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "DOUBLE": "float64", "INT32": "int32", "INT8": "int8"}
+
+
+def for_coremltools(exported):
     """Rewrite the few ATen ops coremltools 9's torch.export frontend has no lowering for
     (``new_ones``/``new_zeros``/``new_full``: decomposed; ``alias``: dropped, it is a no-op
     view) and keep every other op as it is."""
@@ -54,6 +61,26 @@ def _for_coremltools(exported):
             graph.erase_node(node)
     exported.graph_module.recompile()
     return exported
+
+
+def tensor_types(specs: list[TensorSpec], with_shape: bool = True) -> list:
+    """coremltools tensor types pinned to the manifest's dtypes: with fp16 compute precision
+    coremltools would otherwise make float I/O fp16, and the manifest says what callers feed."""
+    import coremltools as ct
+    import numpy as np
+
+    return [ct.TensorType(name=s.name, dtype=np.dtype(s.dtype).type, **({"shape": tuple(s.shape)} if with_shape else {}))
+            for s in specs]
+
+
+def llm_inputs(max_seq_len: int) -> list:
+    """``tokens[1, seq]`` and ``input_pos[seq]`` (int32), ``seq`` in ``1..max_seq_len-1``."""
+    import coremltools as ct
+    import numpy as np
+
+    seq = ct.RangeDim(1, max_seq_len - 1, default=1)
+    return [ct.TensorType(name="tokens", shape=(1, seq), dtype=np.int32),
+            ct.TensorType(name="input_pos", shape=(seq,), dtype=np.int32)]
 
 
 def compute_units(target: Target) -> str:
@@ -121,33 +148,42 @@ def _save_zipped(mlmodel, out_dir: Path) -> Path:
     return path
 
 
-def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: Path, stage: Stage) -> ExportResult:
-    import coremltools as ct
-    import numpy as np
+def _core_ml_io(spec: TensorSpec) -> TensorSpec:
+    """Core ML has no int64 I/O: integer tensors cross the interface as int32."""
+    return TensorSpec(spec.name, "int32", spec.shape) if spec.dtype == "int64" else spec
 
+
+def _build_package(exported, inputs: list, expect: dict[str, Any], target: Target, out_dir: Path,
+                   stage: Stage) -> tuple[Path, dict[str, Any]]:
+    """Convert, quantize, save, and check the saved package against ``expect`` (a failed check raises)."""
+    with stage("convert to Core ML (ML program)"):
+        mlmodel = _convert(exported, inputs, tensor_types(expect["outputs"], with_shape=False), target)
+    with stage(f"quantize weights ({target.quantization})"):
+        mlmodel = _quantize(mlmodel, target)
+    with stage("save .mlpackage"):
+        path = _save_zipped(mlmodel, out_dir)
+    with stage(SPEC_STAGE):
+        return path, check_package(path, target, expect)
+
+
+def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: Path, stage: Stage) -> ExportResult:
     check_seq_len(source, max_seq_len)
     with stage("build model"):
         model = source.build()
         reference = StaticCacheLM(copy.deepcopy(model), max_seq_len).eval()
         wrapped = PositionedCacheLM(model, max_seq_len, write="slice").eval()
     with stage("torch.export"), torch.no_grad():
-        exported = _for_coremltools(torch.export.export(
+        exported = for_coremltools(torch.export.export(
             wrapped, wrapped.example_inputs(), dynamic_shapes=wrapped.dynamic_shapes(), strict=True
         ))
-    seq = ct.RangeDim(1, max_seq_len - 1, default=1)
-    inputs = [ct.TensorType(name="tokens", shape=(1, seq), dtype=np.int32),
-              ct.TensorType(name="input_pos", shape=(seq,), dtype=np.int32)]
-    with stage("convert to Core ML (ML program)"):
-        mlmodel = _convert(exported, inputs, [ct.TensorType(name="logits")], target)
-    with stage(f"quantize weights ({target.quantization})"):
-        mlmodel = _quantize(mlmodel, target)
-    with stage("save .mlpackage"):
-        path = _save_zipped(mlmodel, out_dir)
     vocab = int(source.config["vocab_size"])
     states = [TensorSpec(name, "float16" if target.quantization != "fp32" else "float32", list(wrapped.cache_shape()))
               for i in range(wrapped.num_layers) for name in (f"key_cache_{i}", f"value_cache_{i}")]
     io_in = [TensorSpec("tokens", "int32", [1, "seq"]), TensorSpec("input_pos", "int32", ["seq"])]
     io_out = [TensorSpec("logits", "float32", [1, vocab])]
+    dims = {"seq": [1, max_seq_len - 1]}
+    expect = {"inputs": io_in, "outputs": io_out, "states": states, "dims": dims}
+    path, spec_check = _build_package(exported, llm_inputs(max_seq_len), expect, target, out_dir, stage)
     return ExportResult(
         files=[(path, "model")],
         methods=[MethodSpec(FUNCTION, io_in, io_out)],
@@ -157,35 +193,28 @@ def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: P
                     cache_tensors=[s.name for s in states]),
         delegation=whole_program(target),
         reference=reference,
-        validation={"expect": {"inputs": io_in, "outputs": io_out, "states": states}},
+        validation={"expect": expect, "spec_check": spec_check},
     )
 
 
 def export_module(source: ModelSource, target: Target, out_dir: Path, stage: Stage) -> ExportResult:
     """Any nn.Module with example inputs: one ``main`` function with the example shapes."""
-    import coremltools as ct
-
     with stage("build model"):
         model = source.build()
         reference = copy.deepcopy(model).eval()
     example = source.example_inputs or ()
     with stage("torch.export"), torch.no_grad():
-        exported = _for_coremltools(torch.export.export(model, example, strict=False))
-    spec_in, spec_out = io_specs(reference, example)
-    with stage("convert to Core ML (ML program)"):
-        mlmodel = _convert(exported, [ct.TensorType(name=s.name, shape=tuple(s.shape)) for s in spec_in],
-                           [ct.TensorType(name=s.name) for s in spec_out], target)
-    with stage(f"quantize weights ({target.quantization})"):
-        mlmodel = _quantize(mlmodel, target)
-    with stage("save .mlpackage"):
-        path = _save_zipped(mlmodel, out_dir)
+        exported = for_coremltools(torch.export.export(model, example, strict=False))
+    spec_in, spec_out = ([_core_ml_io(t) for t in specs] for specs in io_specs(reference, example))
+    expect = {"inputs": spec_in, "outputs": spec_out, "states": [], "dims": {}}
+    path, spec_check = _build_package(exported, tensor_types(spec_in), expect, target, out_dir, stage)
     return ExportResult(
         files=[(path, "model")],
         methods=[MethodSpec(FUNCTION, spec_in, spec_out)],
         quantization=describe(target),
         delegation=whole_program(target),
         reference=reference,
-        validation={"expect": {"inputs": spec_in, "outputs": spec_out, "states": []}},
+        validation={"expect": expect, "spec_check": spec_check},
     )
 
 
@@ -209,38 +238,68 @@ def _ops(spec) -> dict[str, int]:
     return counts
 
 
-def validate_package(path: Path, target: Target, expect: dict[str, list[TensorSpec]]) -> dict[str, Any]:
-    """Load the package back without compiling it and check its interface and opset.
+def _array(array_type) -> tuple[str, list]:
+    """(dtype, shape) of a Core ML array type; a flexible dimension is its ``[lower, upper]`` range."""
+    import coremltools as ct
 
-    Returns ``{"status": "passed"|"failed", "checks": [...], "problems": [...]}``; this is a
-    structural check, not a prediction (Core ML cannot run on Linux).
-    """
+    name = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(array_type.dataType)
+    ranges = array_type.shapeRange.sizeRanges
+    shape = [r.lowerBound if r.lowerBound == r.upperBound else [r.lowerBound, r.upperBound] for r in ranges] \
+        if ranges else [int(d) for d in array_type.shape]
+    return DTYPES.get(name, name.lower()), shape
+
+
+def _wanted(spec: TensorSpec, dims: dict[str, list[int]]) -> tuple[str, list]:
+    return spec.dtype, [dims.get(d, d) if isinstance(d, str) else d for d in spec.shape]
+
+
+def _interface_problems(kind: str, got: list[tuple[str, str, list]], want: list[TensorSpec],
+                        dims: dict[str, list[int]]) -> list[str]:
+    """Names, dtypes and shapes of one kind of feature against what the exporter intended."""
+    names = [g[0] for g in got]
+    if names != [w.name for w in want]:
+        return [f"{kind} are {names}, expected {[w.name for w in want]}"]
+    problems = []
+    for (name, dtype, shape), spec in zip(got, want):
+        w_dtype, w_shape = _wanted(spec, dims)
+        if (dtype, shape) != (w_dtype, w_shape):
+            problems.append(f"{kind[:-1]} {name} is {dtype}{shape}, expected {w_dtype}{w_shape}")
+    return problems
+
+
+def _features(desc) -> dict[str, list[tuple[str, str, list]]]:
+    return {
+        "inputs": [(f.name, *_array(f.type.multiArrayType)) for f in desc.input],
+        "outputs": [(f.name, *_array(f.type.multiArrayType)) for f in desc.output],
+        "states": [(f.name, *_array(f.type.stateType.arrayType)) for f in desc.state],
+    }
+
+
+def _load_spec(path: Path):
     import tempfile
 
     import coremltools as ct
 
-    problems: list[str] = []
-    checks: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(path) as zf:
             zf.extractall(tmp)
-        model = ct.models.MLModel(str(Path(tmp) / "model.mlpackage"), skip_model_load=True)
-        spec = model.get_spec()
-    desc = spec.description
+        return ct.models.MLModel(str(Path(tmp) / "model.mlpackage"), skip_model_load=True).get_spec()
 
-    def names(items) -> list[str]:
-        return [i.name for i in items]
 
-    for kind, got in (("inputs", names(desc.input)), ("outputs", names(desc.output)), ("states", names(desc.state))):
-        want = [t.name for t in expect[kind]]
-        checks.append(f"{kind} {want}")
-        if got != want:
-            problems.append(f"{kind} are {got}, expected {want}")
-    for state in desc.state:
-        shape = list(state.type.stateType.arrayType.shape)
-        want_shape = next((t.shape for t in expect["states"] if t.name == state.name), None)
-        if want_shape is not None and shape != want_shape:
-            problems.append(f"state {state.name} has shape {shape}, expected {want_shape}")
+def validate_package(path: Path, target: Target, expect: dict[str, Any]) -> dict[str, Any]:
+    """Load the package back without compiling it and check its interface (names, dtypes,
+    shapes of inputs, outputs and states) and opset against what the exporter intended.
+
+    Returns ``{"status": "passed"|"failed", "checks": [...], "problems": [...]}``; this is a
+    structural check, not a prediction (Core ML cannot run on Linux).
+    """
+    spec = _load_spec(path)
+    dims = expect.get("dims", {})
+    problems: list[str] = []
+    checks: list[str] = []
+    for kind, got in _features(spec.description).items():
+        checks.append(f"{kind} " + ", ".join(f"{n}: {d}{s}" for n, d, s in got))
+        problems += _interface_problems(kind, got, expect[kind], dims)
     target_os = target.options.get("minimum_deployment_target", "iOS18")
     if spec.specificationVersion < SPEC_VERSION.get(target_os, 0):
         problems.append(f"spec version {spec.specificationVersion} is older than {target_os} needs")
@@ -260,3 +319,14 @@ def validate_package(path: Path, target: Target, expect: dict[str, list[TensorSp
             problems.append(f"{writes} write_state ops for {len(expect['states'])} states")
     return {"status": "failed" if problems else "passed", "checks": checks, "problems": problems,
             "ops": dict(sorted(ops.items()))}
+
+
+def check_package(path: Path, target: Target, expect: dict[str, Any]) -> dict[str, Any]:
+    """``validate_package``, and a failure stops the export (nothing broken is cached)."""
+    result = validate_package(path, target, expect)
+    if result["status"] != "passed":
+        raise SpecCheckError(
+            f"Core ML spec check of {target.name} failed: {'; '.join(result['problems'])}. The package is not what "
+            "slmdeploy meant to build and was not kept; try another target or coremltools version, and report it."
+        )
+    return result

@@ -159,5 +159,6 @@ def export_module(source: ModelSource, target: Target, out_dir: Path, stage: Sta
         quantization=quant,
         delegation=report,
         reference=reference,
+        quantized_reference=model if target.quantization not in quantize.FLOAT_SCHEMES else None,
         program=path,
     )

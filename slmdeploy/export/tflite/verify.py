@@ -60,12 +60,12 @@ def _order(item) -> int:
     return int(name.rsplit("_", 1)[-1])
 
 
-def verify_module(path: Path, reference, inputs, quantized: bool) -> dict[str, Any]:
+def verify_module(path: Path, reference, inputs, quantized_reference=None) -> dict[str, Any]:
     runner = _interpreter(path).get_signature_runner("serving_default")
     details = runner.get_input_details()
     out = runner(**{n: t.numpy().astype(details[n]["dtype"]) for n, t in zip(sorted(details, key=_order), inputs)})
     outs = [torch.from_numpy(np.array(out[k])) for k in sorted(out, key=_order)]
-    return et_verify.judge_outputs(outs, reference, inputs, quantized)
+    return et_verify.judge_outputs(outs, reference, inputs, quantized_reference)
 
 
 def _delegated_nodes(ops: list[dict]) -> set[int]:
@@ -88,23 +88,76 @@ def _delegated_nodes(ops: list[dict]) -> set[int]:
     return taken
 
 
-def delegation_report(path: Path, target) -> dict[str, Any]:
-    """XNNPACK coverage of the first signature as the interpreter applies it here, plus the
-    LiteRT analyzer's GPU-delegate compatibility verdict for the whole model."""
+def _signature_first(raw: bytes, key: str) -> bytes:
+    """The model with signature ``key``'s subgraph moved to index 0, buffers inlined.
+
+    The Python interpreter lists the nodes of subgraph 0 only; this copy lets the XNNPACK
+    coverage of every signature be measured the same way. Buffers the converter appended
+    after the flatbuffer (``offset``) are inlined, since re-packing moves the flatbuffer end.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(raw), 0)
+    index = next(s.subgraphIndex for s in model.signatureDefs if s.signatureKey.decode() == key)
+    order = [index] + [i for i in range(len(model.subgraphs)) if i != index]
+    model.subgraphs = [model.subgraphs[i] for i in order]
+    for sig in model.signatureDefs:
+        sig.subgraphIndex = order.index(sig.subgraphIndex)
+    for buffer in model.buffers:
+        if buffer.offset:
+            buffer.data = np.frombuffer(raw, np.uint8, count=buffer.size, offset=buffer.offset)
+            buffer.offset = buffer.size = 0
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _xnnpack_coverage(path: Path) -> dict[str, Any]:
+    """What the interpreter's XNNPACK delegate takes of subgraph 0 on this host."""
     interp = _interpreter(path)
     interp.allocate_tensors()
-    ops = interp._get_ops_details()  # subgraph 0 (the first signature), with the DELEGATE nodes
+    ops = interp._get_ops_details()  # subgraph 0, with the DELEGATE nodes
     taken = _delegated_nodes(ops)
     originals = [op for op in ops if op["op_name"] != "DELEGATE"]
     fallback = Counter(op["op_name"] for op in originals if op["index"] not in taken)
-    delegates = sum(1 for op in ops if op["op_name"] == "DELEGATE")
+    return {"subgraphs": sum(1 for op in ops if op["op_name"] == "DELEGATE"), "nodes": len(taken),
+            "total": len(originals), "fallback_ops": fallback}
+
+
+def _coverage_by_signature(path: Path) -> dict[str, dict[str, Any]]:
+    """XNNPACK coverage of each signature (prefill *and* decode), so ``--strict`` sees all."""
+    import tempfile
+
+    keys = list(_interpreter(path).get_signature_list())
+    if len(keys) <= 1:
+        return {keys[0] if keys else "main": _xnnpack_coverage(path)}
+    raw = path.read_bytes()
+    result = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in keys:
+            copy = Path(tmp) / f"{key}.tflite"
+            copy.write_bytes(_signature_first(raw, key))
+            result[key] = _xnnpack_coverage(copy)
+    return result
+
+
+def delegation_report(path: Path, target) -> dict[str, Any]:
+    """XNNPACK coverage of every signature as the interpreter applies it here (summed over the
+    signatures, and per signature), plus the LiteRT analyzer's GPU-delegate compatibility."""
+    per = _coverage_by_signature(path)
+    fallback = sum((c["fallback_ops"] for c in per.values()), Counter())
+    taken, total = sum(c["nodes"] for c in per.values()), sum(c["total"] for c in per.values())
+    subgraphs = sum(c["subgraphs"] for c in per.values())
     report: dict[str, Any] = {
-        "measured_on": "this host's LiteRT interpreter, XNNPACK delegate, first signature",
-        "delegated_subgraphs": delegates,
-        "delegated_nodes": len(taken),
+        "measured_on": "this host's LiteRT interpreter, XNNPACK delegate, every signature",
+        "delegated_subgraphs": subgraphs,
+        "delegated_nodes": taken,
         "non_delegated_nodes": sum(fallback.values()),
-        "delegated_fraction": round(len(taken) / len(originals), 4) if originals else 0.0,
-        "by_delegate": {"xnnpack": {"subgraphs": delegates, "nodes": len(taken)}},
+        "delegated_fraction": round(taken / total, 4) if total else 0.0,
+        "by_delegate": {"xnnpack": {"subgraphs": subgraphs, "nodes": taken}},
+        "by_signature": {k: {"delegated_subgraphs": c["subgraphs"], "delegated_nodes": c["nodes"],
+                             "fallback_ops": dict(sorted(c["fallback_ops"].items()))} for k, c in per.items()},
         "fallback_ops": dict(sorted(fallback.items())),
     }
     if "gpu" in target.delegates:
