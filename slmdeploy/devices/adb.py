@@ -50,7 +50,7 @@ def _client(host: str, port: int, timeout: float):
 class _ServerStream:
     """One service on one adb-server connection, as an ``adb_common.ByteStream``."""
 
-    batch = 256 * 1024
+    batch = 1 << 20  # bytes per socket write of a push: fewer calls, memory still bounded
 
     def __init__(self, sock: socket.socket, idle_timeout: float, deadline: float | None = None) -> None:
         self.sock = sock
@@ -65,7 +65,7 @@ class _ServerStream:
                 raise TimeoutError("deadline passed")
         self.sock.settimeout(timeout)
 
-    def sendall(self, data: bytes) -> None:
+    def sendall(self, data: bytes | memoryview) -> None:
         self._arm()
         try:
             self.sock.sendall(data)

@@ -37,7 +37,7 @@ class ByteStream(Protocol):
 
     batch: int  # how many bytes ``sendall`` is best given at once
 
-    def sendall(self, data: bytes) -> None: ...
+    def sendall(self, data: bytes | memoryview) -> None: ...
 
     def recv_exact(self, n: int) -> bytes:
         """Exactly ``n`` bytes; EOFError if the service closed first."""
@@ -65,38 +65,42 @@ def _reply(stream: ByteStream, remote: str, what: str) -> None:
 def sync_send(stream: ByteStream, local: Path, remote: str, progress: ProgressFn | None, mode: int = PUSH_MODE) -> int:
     """Push ``local`` to ``remote`` on an open ``sync:`` stream; returns bytes sent.
 
-    Memory stays bounded by ``stream.batch`` whatever the file size; ``progress`` is
-    called after every batch. adbd answers OKAY, or FAIL with the reason (no space,
-    read-only...) after DONE or as soon as it gives up, closing the stream.
+    The file is read straight into one reused batch buffer behind each packet's DATA header
+    (no copy per packet in Python), so memory stays at ``stream.batch`` whatever the file size;
+    ``progress`` is called after every batch. adbd answers OKAY, or FAIL with the reason (no
+    space, read-only...) after DONE or as soon as it gives up, closing the stream.
     """
     spec = f"{check_remote_path(remote)},{mode}".encode()
-    sent = 0
-    batch = max(stream.batch, SYNC_DATA_MAX + 8)
-    buf = bytearray(_REQ.pack(b"SEND", len(spec)) + spec)
-    pending = 0
+    head = _REQ.pack(b"SEND", len(spec)) + spec
+    packet = _REQ.size + SYNC_DATA_MAX
+    buf = bytearray(len(head) + max(1, stream.batch // packet) * packet + _REQ.size)  # + room for DONE
+    view = memoryview(buf)
+    buf[:len(head)] = head
+    pos, sent, pending = len(head), 0, 0
     try:
-        with open(local, "rb") as fh:
-            while block := fh.read(SYNC_DATA_MAX):
-                if len(buf) + 8 + len(block) > batch:
-                    stream.sendall(bytes(buf))
-                    buf.clear()
-                    if progress:
-                        progress(pending)
-                    pending = 0
-                buf += _REQ.pack(b"DATA", len(block))
-                buf += block
-                sent += len(block)
-                pending += len(block)
-        buf += _REQ.pack(b"DONE", int(time.time()))
-        stream.sendall(bytes(buf))
+        with open(local, "rb", buffering=0) as fh:
+            while True:
+                n = fh.readinto(view[pos + _REQ.size:pos + packet])
+                if n:
+                    _REQ.pack_into(buf, pos, b"DATA", n)
+                    pos, sent, pending = pos + _REQ.size + n, sent + n, pending + n
+                    if pos + packet <= len(buf) - _REQ.size:
+                        continue  # room for another packet in this batch
+                else:
+                    _REQ.pack_into(buf, pos, b"DONE", int(time.time()))
+                    pos += _REQ.size
+                stream.sendall(view[:pos])
+                if progress and pending:
+                    progress(pending)
+                if not n:
+                    break
+                pos = pending = 0
     except DeviceError:  # the device may have said why it stopped listening
         try:
             _reply(stream, remote, "push to")
         except (EOFError, OSError, TimeoutError):
             pass
         raise
-    if progress and pending:
-        progress(pending)
     _reply(stream, remote, "push to")
     return sent
 

@@ -175,12 +175,13 @@ class _DirectStream:
             if cmd in expected or cmd == _c.CLSE:
                 return cmd
 
-    def sendall(self, data: bytes) -> None:
+    def sendall(self, data: bytes | memoryview) -> None:
         step = self.batch
         for offset in range(0, len(data), step):
             if self.closed:
                 raise DeviceError("the device closed the stream")
-            msg = _AdbMessage(_c.WRTE, self.info.local_id, self.info.remote_id, data[offset:offset + step])
+            payload = bytes(data[offset:offset + step])  # the caller may reuse its buffer once this returns
+            msg = _AdbMessage(_c.WRTE, self.info.local_id, self.info.remote_id, payload)
             self.dev._io_manager.send(msg, self.info)
             if self._receive([_c.OKAY]) == _c.CLSE:
                 raise DeviceError("the device closed the stream")
