@@ -62,6 +62,7 @@ std::vector<Flag> flags() {
       {"--input", [](Args& a, const std::string& v) { a.inputs.push_back(v); }},
       {"--dump-tokens", text(&Args::dump_tokens)},
       {"--accelerator", text(&Args::accelerator)},
+      {"--litert-profile", text(&Args::litert_profile)},
   };
 }
 
@@ -94,6 +95,9 @@ void validate(const Args& a) {
   if (!a.etdump.empty() && a.runtime != "executorch") {
     throw UsageError("--etdump profiles ExecuTorch programs only (--runtime executorch)");
   }
+  if (!a.litert_profile.empty() && a.runtime != "tflite") {
+    throw UsageError("--litert-profile profiles LiteRT models only (--runtime tflite); use --etdump for ExecuTorch");
+  }
   if (!a.inputs.empty() && a.workload != "generic") {
     throw UsageError("--input feeds the generic workload (--workload generic); the llm workload makes its prompt from --seed");
   }
@@ -114,9 +118,10 @@ const char* usage_text() {
          "         [--iterations N] [--warmup W] [--runs N] [--threads T] [--seed S]\n"
          "         [--telemetry-interval-ms M] [--run-id ID] [--artifact-sha256 HEX] [--etdump PATH]\n"
          "         [--input PATH]...\n"
-         "         [--dump-tokens PATH] [--accelerator cpu|gpu]\n"
+         "         [--dump-tokens PATH] [--accelerator cpu|gpu] [--litert-profile PATH]\n"
          "slmdeploy native harness, protocol slmdeploy.trace/1 (docs/harness-protocol.md);\n"
-         "--dump-tokens and --accelerator are native extensions (docs/native-harness.md).\n"
+         "--dump-tokens, --accelerator and --litert-profile (LiteRT op profile of the measured\n"
+         "runs, JSON) are native extensions (docs/native-harness.md).\n"
          "example: slmdeploy_harness --model model.pte --trace trace.jsonl --prompt-tokens 64 \\\n"
          "           --gen-tokens 32 --max-seq-len 256 --vocab-size 4096\n";
 }

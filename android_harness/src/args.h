@@ -1,5 +1,5 @@
-// The command line of harness protocol v1 (docs/harness-protocol.md), plus two
-// documented native-only extensions (--dump-tokens, --accelerator).
+// The command line of harness protocol v1 (docs/harness-protocol.md), plus three
+// documented native-only extensions (--dump-tokens, --accelerator, --litert-profile).
 #pragma once
 
 #include <cstdint>
@@ -33,6 +33,7 @@ struct Args {
   // Native extensions (not part of protocol v1; the analysis never needs them):
   std::string dump_tokens;          // write the prompt and every run's sampled tokens (JSON) here
   std::string accelerator = "cpu";  // LiteRT only: cpu or gpu
+  std::string litert_profile;       // LiteRT only: write the op profile of the measured runs (JSON) here
   bool help = false;
 };
 

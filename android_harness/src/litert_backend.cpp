@@ -14,6 +14,14 @@
 // the other, and the next call swaps them -- no copies, and the decode signature reads
 // what the prefill wrote. State is zeroed before each run (outside the timed region);
 // every other input is zero-filled once.
+//
+// --litert-profile PATH: the compilation options carry the runtime option
+// "enable_profiling = true", so the compiled model owns a LiteRT profiler that the TFLite
+// interpreter and the XNNPACK delegate report to. It records the measured runs only: it is
+// stopped and cleared before the warm-up runs, started after the last warm-up call, and
+// after each measured call the number of events recorded so far is noted (one counter
+// read), which attributes every event to its call, run and phase. finish() writes the
+// events as JSON (schema: docs/native-harness.md, "LiteRT op profile").
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
@@ -138,6 +146,7 @@ class LiteRtBackend : public Backend {
   int64_t threads_in_effect() const override { return threads_; }
 
   void load(const Args& args) override {
+    profile_path_ = args.litert_profile;
     check(LiteRtCreateEnvironment(0, nullptr, &env_), "LiteRtCreateEnvironment");
     check(LiteRtCreateModelFromFile(env_, args.model.c_str(), &model_), "loading " + args.model);
     check(LiteRtCreateOptions(&options_), "LiteRtCreateOptions");
@@ -150,7 +159,21 @@ class LiteRtBackend : public Backend {
     LiteRtOpaqueOptions cpu = nullptr;
     check(LiteRtCreateOpaqueOptions("xnnpack", payload, std::free, &cpu), "creating the CPU options");
     check(LiteRtAddOpaqueOptions(options_, cpu), "adding the CPU options");
+    if (!profile_path_.empty()) {
+      // The runtime options: the TOML payload LiteRT's LrtGetOpaqueRuntimeOptionsData builds.
+      const char* text = "enable_profiling = true\n";
+      char* runtime_payload = static_cast<char*>(std::malloc(std::strlen(text) + 1));
+      std::memcpy(runtime_payload, text, std::strlen(text) + 1);
+      LiteRtOpaqueOptions runtime = nullptr;
+      check(LiteRtCreateOpaqueOptions(SLMH_LITERT_RUNTIME_OPTIONS_ID, runtime_payload, std::free, &runtime),
+            "creating the runtime options");
+      check(LiteRtAddOpaqueOptions(options_, runtime), "adding the runtime options");
+    }
     check(LiteRtCreateCompiledModel(env_, model_, options_, &compiled_), "compiling " + args.model);
+    if (!profile_path_.empty()) {
+      check(LiteRtCompiledModelGetProfiler(compiled_, &profiler_), "getting the profiler (--litert-profile)");
+      if (!profiler_) throw LoadError("the compiled model has no profiler (--litert-profile)");
+    }
 
     for (const auto& name : methods_used(args)) {
       if (find(name) == nullptr) open_signature(name);
@@ -175,6 +198,7 @@ class LiteRtBackend : public Backend {
       write_int(*prefill_tokens_, i, prompt[i]);
       if (prefill_pos_) write_int(*prefill_pos_, i, static_cast<int64_t>(i));
     }
+    prepare_profile(args, 1 + args.gen_tokens);
   }
 
   void begin_run() override {
@@ -206,9 +230,14 @@ class LiteRtBackend : public Backend {
       fill_input(args.inputs, i, access.data(), t.numel, elem_of(t.type.element_type), rng,
                  "input '" + t.name + "' of signature '" + generic_->key + "'");
     }
+    prepare_profile(args, args.iterations);
   }
 
   void invoke() override { run(*generic_); }
+
+  void finish(const Args& args) override {
+    if (profiler_) write_profile(args);
+  }
 
  private:
   Signature* find(const std::string& key) {
@@ -378,6 +407,126 @@ class LiteRtBackend : public Backend {
       throw RunError("signature '" + sig.key + "' failed (LiteRtStatus " + std::to_string(status) + ")");
     }
     if (sig.has_state) parity_ ^= 1;  // what was written is what the next call reads
+    if (profiler_) note_call(sig);
+  }
+
+  // --litert-profile: the measured calls are those after warmup * calls_per_run.
+  void prepare_profile(const Args& args, int64_t calls_per_run) {
+    if (!profiler_) return;
+    calls_per_run_ = calls_per_run;
+    warm_calls_ = args.warmup * calls_per_run;
+    profiled_.reserve(static_cast<size_t>(args.runs * calls_per_run));
+    check(LiteRtStopProfiler(profiler_), "stopping the profiler");
+    check(LiteRtResetProfiler(profiler_), "resetting the profiler");
+    if (warm_calls_ == 0) check(LiteRtStartProfiler(profiler_), "starting the profiler");
+  }
+
+  // After each call (inside the timed region: a counter read, or the profiler's start).
+  void note_call(const Signature& sig) {
+    const int64_t index = calls_++;
+    if (index + 1 == warm_calls_) {  // the last warm-up call: profile from the next one
+      if (LiteRtResetProfiler(profiler_) != SLMH_LITERT_OK || LiteRtStartProfiler(profiler_) != SLMH_LITERT_OK) {
+        throw RunError("cannot start the LiteRT profiler");
+      }
+    } else if (index >= warm_calls_) {
+      int events = 0;
+      LiteRtGetNumProfilerEvents(profiler_, &events);
+      profiled_.push_back({&sig, events});
+    }
+  }
+
+  // The event kinds written (tflite::Profiler::EventType); null: not written (telemetry
+  // events, whose "elapsed" field holds a status code, not a time).
+  static const char* event_kind(int type) {
+    switch (type) {
+      case kSlmhProfDefault: return "default";
+      case kSlmhProfOperatorInvoke: return "operator";
+      case kSlmhProfDelegateOperatorInvoke: return "delegate_operator";
+      case kSlmhProfDelegateProfiledOperatorInvoke: return "delegate_profiled_operator";
+      case kSlmhProfGeneralRuntimeInstrumentation: return "runtime_instrumentation";
+      default: return nullptr;
+    }
+  }
+
+  static const char* event_source(int source) {
+    switch (source) {
+      case kSlmhSourceLiteRt: return "litert";
+      case kSlmhSourceTfLiteInterpreter: return "tflite_interpreter";
+      case kSlmhSourceTfLiteDelegate: return "tflite_delegate";
+      default: return "unknown";
+    }
+  }
+
+  // Writes --litert-profile after a complete run (schema: docs/native-harness.md).
+  void write_profile(const Args& args) {
+    check_stop(LiteRtStopProfiler(profiler_), "stopping the profiler");
+    int count = 0;
+    check_stop(LiteRtGetNumProfilerEvents(profiler_, &count), "counting the profiler's events");
+    const int noted = profiled_.empty() ? 0 : profiled_.back().events_end;
+    if (count != noted || static_cast<int64_t>(profiled_.size()) != args.runs * calls_per_run_) {
+      throw RunError("the LiteRT profiler holds " + std::to_string(count) + " events, the " +
+                     std::to_string(profiled_.size()) + " measured calls recorded " + std::to_string(noted) +
+                     " (events dropped?)");
+    }
+    std::vector<SlmhProfiledEventData> events(static_cast<size_t>(count > 0 ? count : 1));
+    if (count > 0) {
+      check_stop(LiteRtGetProfilerEvents(profiler_, count, events.data()), "reading the profiler's events");
+    }
+
+    std::string lines;       // the event records
+    std::string calls = "[";  // the call records
+    int64_t written = 0;
+    for (size_t k = 0, i = 0; k < profiled_.size(); ++k) {
+      const int64_t first = written;
+      for (; i < static_cast<size_t>(profiled_[k].events_end); ++i) {
+        const SlmhProfiledEventData& e = events[i];
+        const char* kind = event_kind(e.event_type);
+        if (!kind) continue;
+        const bool op = e.event_type != kSlmhProfDefault && e.event_type != kSlmhProfGeneralRuntimeInstrumentation;
+        Json line;
+        line.str("name", e.tag ? e.tag : "").str("kind", kind).str("source", event_source(e.event_source));
+        line.raw("node", op ? std::to_string(e.event_metadata1) : "null");
+        line.raw("subgraph", op ? std::to_string(e.event_metadata2) : "null");
+        line.num("call", static_cast<int64_t>(k));
+        // Delegate-profiled events carry a duration only (the delegate reports them after the fact).
+        line.raw("start_us", e.start_timestamp_us ? std::to_string(e.start_timestamp_us) : "null");
+        line.num("elapsed_us", static_cast<int64_t>(e.elapsed_time_us));
+        lines += (written ? ",\n" : "\n") + line.done();
+        ++written;
+      }
+      const int64_t run = static_cast<int64_t>(k) / calls_per_run_;
+      const int64_t step = static_cast<int64_t>(k) % calls_per_run_;
+      const char* phase = args.workload == "llm" ? (step == 0 ? "prefill" : "decode") : "forward";
+      calls += std::string(k ? ",\n" : "\n") + Json()
+                                                  .num("call", static_cast<int64_t>(k))
+                                                  .num("run", run)
+                                                  .str("phase", phase)
+                                                  .str("signature", profiled_[k].sig->key)
+                                                  .num("first_event", first)
+                                                  .num("events", written - first)
+                                                  .done();
+    }
+    std::string head = Json()
+                           .str("format", "slmdeploy.litert-profile/1")
+                           .str("runtime_version", SLMH_LITERT_VERSION)
+                           .str("model", args.model)
+                           .str("workload", args.workload)
+                           .str("accelerator", args.accelerator)
+                           .num("threads", threads_)
+                           .num("warmup", args.warmup)
+                           .num("runs", args.runs)
+                           .num("calls_per_run", calls_per_run_)
+                           .done();
+    head.pop_back();  // reopen the object for the two arrays
+    const std::string text = head + ",\"calls\":" + calls + "\n],\"events\":[" + lines + "\n]}\n";
+    FILE* fh = std::fopen(profile_path_.c_str(), "w");
+    if (!fh) throw RunError("cannot write --litert-profile file " + profile_path_);
+    const bool ok = std::fwrite(text.data(), 1, text.size(), fh) == text.size();
+    if (std::fclose(fh) != 0 || !ok) throw RunError("cannot write --litert-profile file " + profile_path_);
+  }
+
+  static void check_stop(LiteRtStatus status, const std::string& what) {
+    if (status != SLMH_LITERT_OK) throw RunError(what + " failed (LiteRtStatus " + std::to_string(status) + ")");
   }
 
   int64_t argmax(Tensor& logits) {
@@ -395,6 +544,15 @@ class LiteRtBackend : public Backend {
   std::vector<Signature> signatures_;  // complete after load(); the pointers below point into it
   std::map<std::string, StatePair> states_;
   int parity_ = 0;  // which buffer of each state pair the next call reads
+  // --litert-profile
+  struct ProfiledCall {
+    const Signature* sig;
+    int events_end;  // events recorded once this call returned
+  };
+  std::string profile_path_;
+  LiteRtProfiler profiler_ = nullptr;  // owned by compiled_
+  int64_t calls_ = 0, warm_calls_ = 0, calls_per_run_ = 1;
+  std::vector<ProfiledCall> profiled_;
   Signature *prefill_ = nullptr, *decode_ = nullptr, *generic_ = nullptr;
   Tensor *prefill_tokens_ = nullptr, *prefill_pos_ = nullptr, *prefill_logits_ = nullptr;
   Tensor *decode_tokens_ = nullptr, *decode_pos_ = nullptr, *decode_logits_ = nullptr;

@@ -11,6 +11,19 @@
 //     file name from the second argument register.
 //   * LiteRtGetRankedTensorType copies 72 bytes: the element type, then the 68-byte
 //     layout {rank:7, has_strides:1, int32 dimensions[8], uint32 strides[8]}.
+//   * Profiling (litert/c/litert_profiler.h, litert_profiler_event.h,
+//     options/litert_runtime_options.h): the runtime options are opaque options with the
+//     identifier "runtime_options_string" and a TOML payload ("enable_profiling = true\n"),
+//     which is what LrtGetOpaqueRuntimeOptionsData builds (the Lrt* helpers are not exported
+//     by 2.3.0; the identifier string is in its .rodata). ProfiledEventData is 104 bytes,
+//     NOT the 88 of the C branch of litert_profiler_event.h: the library is C++ and copies
+//     the C++ struct, whose two tflite::profiling::memory::MemoryUsage members are 24 bytes
+//     each (int64 mem_footprint_kb, size_t total_allocated_bytes, in_use_allocated_bytes),
+//     where the C header's LiteRtMemoryUsage has 16. Checked in the disassembly of
+//     LiteRtGetProfilerEvents (2.3.0, x86_64): the event count is (end - begin) / 8 * inverse(13),
+//     i.e. a 104-byte element, and the copy loop moves 0x68 bytes per event; and at run time
+//     (tests/native/test_litert_profile.py): every tag at that stride is an op name, times are
+//     monotonic, metadata1 is the node index.
 //
 // Only what the harness calls is declared; every handle is opaque.
 #pragma once
@@ -35,6 +48,7 @@ typedef struct LiteRtOpaqueOptionsT* LiteRtOpaqueOptions;
 typedef struct LiteRtCompiledModelT* LiteRtCompiledModel;
 typedef struct LiteRtTensorBufferT* LiteRtTensorBuffer;
 typedef struct LiteRtTensorBufferRequirementsT* LiteRtTensorBufferRequirements;
+typedef struct LiteRtProfilerT* LiteRtProfiler;
 typedef size_t LiteRtParamIndex;
 
 // LiteRtHwAccelerators bits.
@@ -120,8 +134,55 @@ LiteRtStatus LiteRtUnlockTensorBuffer(LiteRtTensorBuffer buffer);
 LiteRtStatus LiteRtGetTensorBufferHostMemory(LiteRtTensorBuffer buffer, void** host_addr);
 void LiteRtDestroyTensorBuffer(LiteRtTensorBuffer buffer);
 
+// Profiling. The compiled model owns its profiler (present when the options carried
+// "enable_profiling = true"); events are recorded between Start and Stop.
+#define SLMH_LITERT_RUNTIME_OPTIONS_ID "runtime_options_string"
+
+// tflite::Profiler::EventType bits.
+enum {
+  kSlmhProfDefault = 1,
+  kSlmhProfOperatorInvoke = 2,
+  kSlmhProfDelegateOperatorInvoke = 4,
+  kSlmhProfDelegateProfiledOperatorInvoke = 8,
+  kSlmhProfGeneralRuntimeInstrumentation = 16,
+};
+
+// ProfiledEventSource.
+enum { kSlmhSourceLiteRt = 0, kSlmhSourceTfLiteInterpreter = 1, kSlmhSourceTfLiteDelegate = 2 };
+
+// tflite::profiling::memory::MemoryUsage (24 bytes).
+typedef struct {
+  int64_t mem_footprint_kb;
+  uint64_t total_allocated_bytes;
+  uint64_t in_use_allocated_bytes;
+} SlmhLiteRtMemoryUsage;
+
+// ProfiledEventData as the library lays it out (C++ definition, 104 bytes on LP64).
+typedef struct {
+  const char* tag;  // owned by the profiler
+  int event_type;   // kSlmhProf* bits
+  uint64_t start_timestamp_us;
+  uint64_t elapsed_time_us;
+  SlmhLiteRtMemoryUsage begin_mem_usage;
+  SlmhLiteRtMemoryUsage end_mem_usage;
+  uint64_t event_metadata1;  // operator events: the node index
+  uint64_t event_metadata2;  // operator events: the subgraph index
+  int event_source;          // kSlmhSource*
+} SlmhProfiledEventData;
+
+LiteRtStatus LiteRtCompiledModelGetProfiler(LiteRtCompiledModel compiled, LiteRtProfiler* profiler);
+LiteRtStatus LiteRtStartProfiler(LiteRtProfiler profiler);
+LiteRtStatus LiteRtStopProfiler(LiteRtProfiler profiler);
+LiteRtStatus LiteRtResetProfiler(LiteRtProfiler profiler);
+LiteRtStatus LiteRtGetNumProfilerEvents(LiteRtProfiler profiler, int* num_events);
+// Copies all events; fails unless num_events >= the number recorded (and > 0).
+LiteRtStatus LiteRtGetProfilerEvents(LiteRtProfiler profiler, int num_events, SlmhProfiledEventData* events);
+
 #ifdef __cplusplus
 }  // extern "C"
+
+static_assert(sizeof(SlmhProfiledEventData) == 104 || sizeof(void*) != 8,
+              "ProfiledEventData is 104 bytes on LP64 targets (LiteRT 2.3)");
 
 static_assert(sizeof(SlmhLiteRtRankedTensorType) == 72 || sizeof(void*) != 8,
               "LiteRtRankedTensorType is 72 bytes on LP64 targets");
