@@ -21,6 +21,14 @@ ETDUMP_FILE = "etdump.etdp"
 LITERT_PROFILE_FILE = "litert_profile.json"
 
 
+def profile_file_for(runtime: str) -> str:
+    """The op-level profile a harness writes for ``runtime`` (``bench --profile``)."""
+    files = {"executorch": ETDUMP_FILE, "tflite": LITERT_PROFILE_FILE}
+    if runtime not in files:
+        raise SlmdeployError(f"no harness profiles {runtime} artifacts op by op; --profile takes executorch or tflite.")
+    return files[runtime]
+
+
 def has_profile(run_dir: Path) -> bool:
     return (run_dir / ETDUMP_FILE).is_file() or (run_dir / LITERT_PROFILE_FILE).is_file()
 
@@ -40,4 +48,4 @@ def run_ops(run_dir: str | Path, phase: str | None = None) -> "pd.DataFrame":
         from slmdeploy.analysis.litert_profile import op_breakdown as litert_breakdown
 
         return litert_breakdown(run_dir / LITERT_PROFILE_FILE, phase=phase)
-    raise SlmdeployError(f"{run_dir} has no op-level profile; run bench with --etdump to record one.")
+    raise SlmdeployError(f"{run_dir} has no op-level profile; run bench with --profile to record one.")

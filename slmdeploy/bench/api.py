@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from slmdeploy.analysis.metrics import summarize
+from slmdeploy.analysis.ops import ETDUMP_FILE, LITERT_PROFILE_FILE, profile_file_for
 from slmdeploy.analysis.records import TRACE_FILE
 from slmdeploy.analysis.store import DB_NAME, store_run
 from slmdeploy.bench import harnesses
@@ -78,7 +79,8 @@ def _deploy(device: Device, artifact: Artifact, plan: harnesses.HarnessPlan, pro
     return model_remote, ["env", f"LD_LIBRARY_PATH={lib_dir}", remote_bin]
 
 
-def _harness_args(artifact: Artifact, workload: Workload, model_remote: str, run_id: str, etdump: bool) -> HarnessArgs:
+def _harness_args(artifact: Artifact, workload: Workload, model_remote: str, run_id: str,
+                  profile: str | None) -> HarnessArgs:
     m = artifact.manifest
     args = HarnessArgs(
         model=model_remote,
@@ -91,7 +93,7 @@ def _harness_args(artifact: Artifact, workload: Workload, model_remote: str, run
         telemetry_interval_ms=workload.telemetry_interval_ms,
         run_id=run_id,
         artifact_sha256=m.model_file.sha256,
-        etdump="etdump.etdp" if etdump else "",
+        etdump=profile if profile == ETDUMP_FILE else "",
     )
     if m.llm is not None:
         args.workload = "llm"
@@ -103,8 +105,8 @@ def _harness_args(artifact: Artifact, workload: Workload, model_remote: str, run
     return args
 
 
-def _run_once(device: Device, rd: RunDir, command: list[str], args: HarnessArgs, timeout: float, etdump: bool,
-              progress: bool = False) -> int:
+def _run_once(device: Device, rd: RunDir, command: list[str], args: HarnessArgs, timeout: float,
+              profile: str | None, progress: bool = False) -> int:
     remote_run = f"{device.workdir}/runs/{rd.run_id}"
     q = shlex.quote
     device.shell(["mkdir", "-p", remote_run], timeout=30)
@@ -119,7 +121,7 @@ def _run_once(device: Device, rd: RunDir, command: list[str], args: HarnessArgs,
     except DeviceError as err:  # dropped connection or timeout: pull what is there
         error = str(err)
         kill_strays_quietly(device)
-    pull_into(device, remote_run, rd.path, PULLED + (("etdump.etdp",) if etdump else ()), progress=progress)
+    pull_into(device, remote_run, rd.path, PULLED + ((profile,) if profile else ()), progress=progress)
     if error is not None:
         raise DeviceError(error)
     return exit_code if exit_code is not None else -1
@@ -135,7 +137,7 @@ def bench(
     db: str | Path | None = None,
     timeout: float = 1800.0,
     retries: int = 0,
-    etdump: bool = False,
+    profile: bool = False,
     python: str | None = None,
     progress: bool = True,
     cooldown_c: float | None = None,
@@ -175,9 +177,12 @@ def bench(
             rd.update(device_model=info.model, device_soc=info.soc, device_abi=info.abi, harness=plan.name)
             kill_strays(dev)
             model_remote, command = _deploy(dev, art, plan, progress)
-            args = _harness_args(art, workload, model_remote, rd.run_id, etdump)
+            profile_file = profile_file_for(m.runtime) if profile else None
+            if profile_file == LITERT_PROFILE_FILE:  # a native harness extension, not protocol v1
+                command = [*command, "--litert-profile", LITERT_PROFILE_FILE]
+            args = _harness_args(art, workload, model_remote, rd.run_id, profile_file)
             args.inputs = [deploy_file(dev, f, sha256_file(f), progress=False)[0] for f in input_files]
-            outcome = _attempts(dev, rd, command, args, _Attempts(timeout, retries, etdump, progress, cooldown_c,
+            outcome = _attempts(dev, rd, command, args, _Attempts(timeout, retries, profile_file, progress, cooldown_c,
                                                                    cooldown_timeout))
     except BaseException as err:
         rd.update(status="incomplete" if _measured(rd) else "failed",
@@ -200,7 +205,7 @@ class _Attempts:
 
     timeout: float
     retries: int
-    etdump: bool
+    profile: str | None  # the op-level profile file the harness writes, if asked for
     progress: bool
     cooldown_c: float | None
     cooldown_timeout: float
@@ -231,7 +236,7 @@ def _attempts(dev: Device, rd: RunDir, command: list[str], args: HarnessArgs, ho
             rd.update(cooldown=cooldowns, cooldown_wait_s=round(sum(c["waited_s"] for c in cooldowns), 3))
         start = time.perf_counter()
         try:
-            exit_code = _run_once(dev, rd, command, args, how.timeout, how.etdump, how.progress)
+            exit_code = _run_once(dev, rd, command, args, how.timeout, how.profile, how.progress)
             failure = None
         except DeviceError as err:
             exit_code, failure = None, str(err)

@@ -24,14 +24,14 @@ from slmdeploy.cli.common import emit_json, json_option, stdout
 @click.option("--timeout", default=1800.0, show_default=True, help="Seconds before the harness run is abandoned.")
 @click.option("--retries", default=0, show_default=True, help="Re-run an interrupted run this many times.")
 @click.option("--telemetry-ms", default=500, show_default=True, help="Telemetry sampling period (0 = off).")
-@click.option("--etdump", is_flag=True, help="ExecuTorch: write and pull an op-level ETDump profile.")
+@click.option("--profile", is_flag=True, help="Also record an op-level profile (ExecuTorch ETDump; LiteRT profiler, native harness); see `report --ops`.")
 @click.option("--python", "python", metavar="PATH", help="--harness python: the interpreter on the device [default: python3; this host: the current one].")
 @click.option("--cooldown-below", "cooldown_c", type=float, metavar="C", help="Before each run, wait until the device's hottest thermal zone is below C °C.")
 @click.option("--cooldown-timeout", default=600.0, show_default=True, help="Seconds to wait for --cooldown-below before failing.")
 @json_option
 def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, runs: int, warmup: int, threads: int,
               iterations: int, inputs: tuple[str, ...], harness: str, runs_dir: Path, db: Path | None, timeout: float, retries: int,
-              telemetry_ms: int, etdump: bool, python: str | None, cooldown_c: float | None, cooldown_timeout: float,
+              telemetry_ms: int, profile: bool, python: str | None, cooldown_c: float | None, cooldown_timeout: float,
               as_json: bool) -> None:
     """Benchmark ARTIFACT (an artifact directory, or a model name exported for this host) on a device.
 
@@ -49,7 +49,7 @@ def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, r
     workload = Workload(prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, warmup=warmup, runs=runs, threads=threads,
                         iterations=iterations, telemetry_interval_ms=telemetry_ms, inputs=tuple(inputs))
     result = bench(artifact, device, workload=workload, harness=harness, runs_dir=runs_dir, db=db, timeout=timeout,
-                   retries=retries, etdump=etdump, python=python, progress=not as_json, cooldown_c=cooldown_c,
+                   retries=retries, profile=profile, python=python, progress=not as_json, cooldown_c=cooldown_c,
                    cooldown_timeout=cooldown_timeout)
     frame = load_runs(result.run_dir)
     if as_json:

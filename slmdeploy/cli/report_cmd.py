@@ -10,7 +10,7 @@ from slmdeploy.cli.common import emit_json, json_option, stdout
 @click.command("report")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--compare/--no-compare", default=None, help="Compare runs against the first [default: on for 2+ runs].")
-@click.option("--ops", is_flag=True, help="Also show each run's op-level profile (runs benched with --etdump).")
+@click.option("--ops", is_flag=True, help="Also show each run's op-level profile (runs benched with --profile).")
 @click.option("--phase", type=click.Choice(["prefill", "decode", "forward"]), help="--ops: one phase only.")
 @click.option("--top", default=20, show_default=True, help="--ops: rows per run.")
 @json_option
@@ -23,7 +23,7 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
       slmdeploy report runs/                          # every run in the folder
       slmdeploy report runs/results.duckdb --json
       slmdeploy report runs/2026…-fp32 runs/2026…-8da4w --compare
-      slmdeploy report runs/2026…-fp32 --ops --phase decode    # after bench --etdump
+      slmdeploy report runs/2026…-fp32 --ops --phase decode    # after bench --profile
     """
     from slmdeploy.analysis import load_runs
     from slmdeploy.analysis.table import comparison, comparison_table, ops_table, results_table
@@ -57,5 +57,5 @@ def _profiles(frame, phase: str | None) -> dict:
     dirs = {r["run_id"]: Path(r["run_dir"]) for r in frame.to_dict("records") if r.get("run_dir")}
     profiles = {run_id: run_ops(d, phase) for run_id, d in dirs.items() if has_profile(d)}
     if not profiles:
-        raise SlmdeployError("none of these runs has an op-level profile; bench with --etdump to record one.")
+        raise SlmdeployError("none of these runs has an op-level profile; bench with --profile to record one.")
     return profiles

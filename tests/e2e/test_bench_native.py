@@ -46,7 +46,7 @@ def _device(lab, kind: str, tmp_path: Path):
 def test_native_harness_runs_the_whole_path(lab, tiny_fp32, bundle, tmp_path, kind):
     device = _device(lab, kind, tmp_path)
     runs = tmp_path / "runs"
-    result = bench(tiny_fp32, device, workload=SMALL, harness="native", runs_dir=runs, etdump=True, progress=False)
+    result = bench(tiny_fp32, device, workload=SMALL, harness="native", runs_dir=runs, profile=True, progress=False)
 
     assert result.status == "complete" and result.meta["harness"] == "native"
     trace = read_trace(result.run_dir / "trace.jsonl")
@@ -105,7 +105,7 @@ def test_native_and_python_harness_rows_are_analysed_alike(lab, tiny_fp32, bundl
         assert frame[column].notna().all() and (frame[column] > 0).all(), column
     assert set(frame["measured_runs"]) == {SMALL.runs}
     no_profile = CliRunner().invoke(cli, ["report", str(runs), "--ops"])
-    assert no_profile.exit_code == 2 and "bench with --etdump" in no_profile.output
+    assert no_profile.exit_code == 2 and "bench with --profile" in no_profile.output
 
 
 class Lookup(torch.nn.Module):
@@ -162,3 +162,24 @@ def test_bench_feeds_given_inputs_to_a_generic_artifact(lab, lookup_artifact, bu
     with pytest.raises(WorkloadError, match="2 --input files given; method 'forward' takes 1"):
         bench(lookup_artifact, phone, workload=work, **common)
     assert set(runs.iterdir()) == before  # rejected before any device work: no run directory
+
+
+def test_litert_artifact_on_the_phone_with_its_op_profile(lab, bundle, tmp_path):
+    """A .tflite through bench on the emulated phone: the LiteRT profiler's ops come back and report --ops shows them."""
+    from slmdeploy.export import export
+
+    artifact = export("llama-micro", "tflite-xnnpack-fp32", tmp_path / "tflite", progress=False)
+    llm = artifact.manifest.llm
+    work = Workload(prompt_tokens=llm.prefill_seq_len, gen_tokens=4, runs=2, warmup=1, threads=2,
+                    telemetry_interval_ms=0)
+    result = bench(artifact, f"adb:{lab.phone.serial}", workload=work, runs_dir=tmp_path / "runs", profile=True,
+                   progress=False)
+    assert result.status == "complete" and result.meta["harness"] == "native"  # auto: phones run native
+    assert read_trace(result.run_dir / "trace.jsonl").header["runtime"]["name"] == "tflite"
+    assert (result.run_dir / "litert_profile.json").stat().st_size > 0
+
+    report = CliRunner().invoke(cli, ["report", str(result.run_dir), "--ops", "--json"])
+    assert report.exit_code == 0, report.output
+    ops = json.loads(report.stdout)["ops"][result.run_dir.name]
+    assert any(r["category"] == "delegated_op" and r["calls"] > 0 for r in ops)  # XNNPACK's own ops
+    assert all(r["total_ms"] >= 0 for r in ops) and sum(r["total_ms"] for r in ops) > 0
