@@ -34,6 +34,12 @@ VERIFY_STAGE = "verify against eager PyTorch"
 # checks the direct path does not do: the parity check, and the Core ML package's spec check
 CHECK_STAGES = (VERIFY_STAGE, "check the package spec")
 GOAL = 1.05  # slmdeploy / direct
+# the stages of slmdeploy's own export that are the library calls the direct path makes too
+LIBRARY_STAGES = {
+    "executorch": ("torch.export", "lower to edge + delegate", "emit .pte"),
+    "coreml": ("torch.export", "convert to Core ML (ML program)", "save .mlpackage"),
+    "tflite": ("convert with litert-torch (prefill + decode)",),
+}
 
 
 def direct_executorch(source, target, seq: int, out: Path) -> Path:
@@ -110,7 +116,7 @@ def measure(runtime: str, model: str, seq: int, repeats: int, work: Path) -> dic
     from slmdeploy.export.source import resolve
 
     source, target = resolve(model), load_target(TARGETS[runtime])
-    direct, ours, verify = [], [], []
+    direct, ours, verify, own = [], [], [], []
     for i in range(repeats):
         out = work / f"direct-{runtime}-{i}"
         out.mkdir()
@@ -121,15 +127,18 @@ def measure(runtime: str, model: str, seq: int, repeats: int, work: Path) -> dic
         start = time.perf_counter()
         artifact = export(source, target, work / f"ours-{runtime}-{i}", max_seq_len=seq, force=True, progress=False)
         wall = time.perf_counter() - start
-        v = sum(artifact.manifest.export["stages"].get(name, 0.0) for name in CHECK_STAGES)
+        stages = artifact.manifest.export["stages"]
+        v = sum(stages.get(name, 0.0) for name in CHECK_STAGES)
         ours.append(wall - v)
         verify.append(v)
+        own.append(wall - v - sum(stages.get(name, 0.0) for name in LIBRARY_STAGES[runtime]))
     start = time.perf_counter()
     hit = export(source, target, work / f"hit-{runtime}", max_seq_len=seq, progress=False)
     hit_s = time.perf_counter() - start
     assert hit.cache_hit, "the second export must be served from the cache"
     return {
-        "runtime": runtime, "target": target.name, "direct_s": min(direct), "slmdeploy_s": min(ours),
+        "runtime": runtime, "target": target.name, "direct_s": min(direct), "direct_max_s": max(direct),
+        "slmdeploy_s": min(ours), "own_s": min(own),
         "verify_s": min(verify), "cache_hit_s": hit_s, "size": artifact.model_file.stat().st_size,
         "direct_size": _size(direct_path), "status": artifact.manifest.verification["status"],
     }
@@ -148,19 +157,23 @@ def main() -> None:
         os.environ["SLMDEPLOY_CACHE"] = str(Path(tmp) / "cache")  # a cold cache: nothing is served from before
         rows = [measure(r, args.model, args.seq, args.repeats, Path(tmp)) for r in args.runtimes.split(",")]
     print(f"\nexport overhead, model {args.model}, max_seq_len {args.seq}, fastest of {args.repeats} (seconds)\n")
-    head = (f"{'runtime':<11} {'target':<22} {'direct':>8} {'slmdeploy':>10} {'ratio':>6} {'+checks':>8} "
-            f"{'cache hit':>10} {'size MiB':>9} {'direct MiB':>10}  parity")
+    head = (f"{'runtime':<11} {'target':<20} {'direct':>7} {'(max)':>6} {'slmdeploy':>9} {'ratio':>6} {'own':>5} "
+            f"{'+checks':>7} {'cache hit':>9} {'size MiB':>8} {'direct MiB':>10}  parity")
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['runtime']:<11} {r['target']:<22} {r['direct_s']:>8.2f} {r['slmdeploy_s']:>10.2f} "
-              f"{r['slmdeploy_s'] / r['direct_s']:>5.2f}x {r['verify_s']:>8.2f} {r['cache_hit_s']:>10.3f} "
-              f"{r['size'] / 2**20:>9.2f} {r['direct_size'] / 2**20:>10.2f}  {r['status']}")
-    print(f"\nslmdeploy = export wall time minus its checks (+checks: parity, Core ML spec check); "
-          f"ratio = slmdeploy / direct, goal <= {GOAL}.")
+        print(f"{r['runtime']:<11} {r['target']:<20} {r['direct_s']:>7.2f} {r['direct_max_s']:>6.2f} "
+              f"{r['slmdeploy_s']:>9.2f} {r['slmdeploy_s'] / r['direct_s']:>5.2f}x {r['own_s']:>5.2f} "
+              f"{r['verify_s']:>7.2f} {r['cache_hit_s']:>9.3f} {r['size'] / 2**20:>8.2f} {r['direct_size'] / 2**20:>10.2f}  "
+              f"{r['status']}")
+    print(f"\nslmdeploy = export wall time minus its checks (+checks: parity, Core ML spec check); ratio = slmdeploy / "
+          f"direct (fastest of each; (max) = the slowest direct run, the machine's noise); own = slmdeploy's time "
+          f"outside the library calls in the same run. Goal: ratio <= {GOAL}.")
     for r in rows:
         ratio = r["slmdeploy_s"] / r["direct_s"]
-        print(f"{r['runtime']}: {ratio:.2f}x -> goal {'met' if ratio <= GOAL else 'NOT met'}")
+        in_run = r["slmdeploy_s"] / (r["slmdeploy_s"] - r["own_s"])
+        print(f"{r['runtime']}: {ratio:.2f}x vs direct -> goal {'met' if ratio <= GOAL else 'NOT met'} "
+              f"(own work {r['own_s']:.2f} s = {in_run:.3f}x of its library calls in the same run)")
 
 if __name__ == "__main__":
     main()

@@ -126,19 +126,24 @@ def _xnnpack_coverage(path: Path) -> dict[str, Any]:
 
 
 def _coverage_by_signature(path: Path) -> dict[str, dict[str, Any]]:
-    """XNNPACK coverage of each signature (prefill *and* decode), so ``--strict`` sees all."""
+    """XNNPACK coverage of each signature (prefill *and* decode), so ``--strict`` sees all.
+
+    The signature in subgraph 0 is measured on the file itself; the others on a re-packed
+    copy with their subgraph first.
+    """
     import tempfile
 
-    keys = list(_interpreter(path).get_signature_list())
-    if len(keys) <= 1:
-        return {keys[0] if keys else "main": _xnnpack_coverage(path)}
-    raw = path.read_bytes()
-    result = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for key in keys:
-            copy = Path(tmp) / f"{key}.tflite"
-            copy.write_bytes(_signature_first(raw, key))
-            result[key] = _xnnpack_coverage(copy)
+    interp = _interpreter(path)
+    index = {key: interp._interpreter.GetSubgraphIndexFromSignature(key) for key in interp.get_signature_list()}
+    result = {key: _xnnpack_coverage(path) for key, i in index.items() if i == 0} or {"main": _xnnpack_coverage(path)}
+    others = [key for key, i in index.items() if i != 0]
+    if others:
+        raw = path.read_bytes()
+        with tempfile.TemporaryDirectory() as tmp:
+            for key in others:
+                copy = Path(tmp) / f"{key}.tflite"
+                copy.write_bytes(_signature_first(raw, key))
+                result[key] = _xnnpack_coverage(copy)
     return result
 
 
