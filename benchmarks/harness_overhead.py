@@ -83,6 +83,7 @@ def main() -> None:
     from executorch.runtime import Runtime
 
     artifact = export(args.model, args.target)
+    torch.set_num_threads(1)  # as the harness does: torch only takes argmaxes, ExecuTorch has the cores
     portable_lib._unsafe_reset_threadpool(args.threads)
     method = Runtime.get().load_program(str(artifact.model_file)).load_method("forward")
     vocab = artifact.manifest.llm.vocab_size
