@@ -35,6 +35,17 @@ def tiny_8da4w(artifacts_dir):
 
 
 @pytest.fixture(scope="session")
+def lookup_model():
+    """(module, example inputs): a 4-row lookup table. Any id outside [0, 4) makes the method
+    fail, so a run shows which ids it was fed (random integer inputs are only ever 0 or 1)."""
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Embedding(4, 8).eval()
+    return module, (torch.zeros(3, dtype=torch.long),)
+
+
+@pytest.fixture(scope="session")
 def hf_checkpoint(tmp_path_factory) -> Path:
     """A real Hugging Face checkpoint directory: tiny random Llama + a real (tiny) tokenizer."""
     import torch

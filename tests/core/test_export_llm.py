@@ -84,7 +84,8 @@ def test_same_model_and_target_is_served_from_the_cache(tiny_fp32, tmp_path):
     again.verify()
 
 
-def test_hf_checkpoint_exports_through_transformers_loading(hf_checkpoint, tmp_path):
+def test_hf_checkpoint_exports_through_transformers_loading(hf_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLMDEPLOY_CACHE", str(tmp_path / "cache"))  # a cold cache, however often this runs
     art = export(hf_checkpoint, "host-xnnpack", tmp_path / "hf", progress=False)
     m = art.manifest
     assert not art.cache_hit and m.model["source"] == "hf" and m.model["id"] == "tiny-llama-hf"

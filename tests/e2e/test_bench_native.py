@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from slmdeploy.analysis.store import DB_NAME, read_table
@@ -108,23 +107,11 @@ def test_native_and_python_harness_rows_are_analysed_alike(lab, tiny_fp32, bundl
     assert no_profile.exit_code == 2 and "bench with --profile" in no_profile.output
 
 
-class Lookup(torch.nn.Module):
-    """A lookup table: an id outside [0, 4) makes the method fail, so a run shows which ids it was fed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.table = torch.nn.Embedding(4, 8)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.table(ids)
-
-
 @pytest.fixture(scope="module")
-def lookup_artifact(tmp_path_factory):
+def lookup_artifact(tmp_path_factory, lookup_model):
     from slmdeploy.export import export, from_module
 
-    torch.manual_seed(0)
-    source = from_module("lookup", Lookup().eval(), (torch.zeros(3, dtype=torch.long),))
+    source = from_module("lookup", *lookup_model)
     return export(source, "android-portable-fp32", tmp_path_factory.mktemp("lookup"), progress=False)
 
 

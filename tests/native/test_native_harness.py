@@ -274,21 +274,12 @@ def test_dump_tokens_writes_the_prompt_and_every_run(harness, tiny_fp32, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def embedding_pte(tmp_path_factory) -> Path:
-    """A lookup table: any id outside [0, 4) makes the method fail, so a run shows which ids it was fed."""
+def embedding_pte(tmp_path_factory, lookup_model) -> Path:
     import torch
     from executorch.exir import to_edge
 
-    class Lookup(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.table = torch.nn.Embedding(4, 8)
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            return self.table(ids)
-
     path = tmp_path_factory.mktemp("lookup") / "lookup.pte"
-    path.write_bytes(to_edge(torch.export.export(Lookup(), (torch.zeros(3, dtype=torch.long),))).to_executorch().buffer)
+    path.write_bytes(to_edge(torch.export.export(*lookup_model)).to_executorch().buffer)
     return path
 
 
