@@ -26,7 +26,11 @@ WHY_NOT_HERE = {
     "and run on a Vulkan GPU)",
     "qnn": "QNN programs run only on a Snapdragon device with the QNN runtime libraries",
     "mps": "MPS programs run only on macOS/iOS",
+    "gpu": "the LiteRT GPU accelerator needs a device GPU (OpenCL / OpenGL ES / Metal); none here",
+    "nnapi": "NNAPI exists only on Android",
 }
+# What a TFLite parity check runs on here; the other delegates a .tflite may run with are listed as unchecked.
+TFLITE_CHECKED_ON = {"xnnpack": "LiteRT interpreter on this CPU (XNNPACK)"}
 
 RUNTIME_PACKAGES = {
     "coreml": [("coremltools", "coremltools==9.0")],
@@ -85,6 +89,12 @@ def _not_verified(target: Target, result) -> dict[str, Any]:
     return verdict
 
 
+def _tflite_coverage(target: Target) -> dict[str, Any]:
+    """A passed TFLite check speaks for the CPU path only: say so, and why the rest is unchecked."""
+    unchecked = {d: WHY_NOT_HERE.get(d, "no runtime for it here") for d in target.delegates if d not in TFLITE_CHECKED_ON}
+    return {"checked_on": TFLITE_CHECKED_ON["xnnpack"], "not_verified_delegates": unchecked}
+
+
 def verify(result, target: Target, source: ModelSource) -> dict[str, Any]:
     """Parity where the artifact runs here; a quantized one is judged against the same
     quantization run eagerly (``result.quantized_reference``), its float figures reported."""
@@ -92,8 +102,11 @@ def verify(result, target: Target, source: ModelSource) -> dict[str, Any]:
         from slmdeploy.export.tflite import verify as tfl_verify
 
         if result.llm is not None:
-            return tfl_verify.verify_llm(result.program, result.llm, result.reference, result.quantized_reference)
-        return tfl_verify.verify_module(result.program, result.reference, source.example_inputs or (), result.quantized_reference)
+            verdict = tfl_verify.verify_llm(result.program, result.llm, result.reference, result.quantized_reference)
+        else:
+            verdict = tfl_verify.verify_module(result.program, result.reference, source.example_inputs or (),
+                                               result.quantized_reference)
+        return verdict | _tflite_coverage(target)
     runnable = target.runtime == "executorch" and all(("executorch", d) in RUNNABLE_HERE for d in target.delegates)
     if not runnable or result.program is None:
         return _not_verified(target, result)

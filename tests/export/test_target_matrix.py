@@ -156,6 +156,10 @@ def test_tflite_greedy_generation_matches_eager_pytorch(export_once):
 
     artifact = export_once(CROSS_MODEL, "tflite-xnnpack-fp32").get()
     llm = artifact.manifest.llm
+    # "passed" speaks for the CPU path it ran on; the GPU and NNAPI it may also run with are named unchecked
+    v = artifact.manifest.verification
+    assert v["status"] == "passed" and "XNNPACK" in v["checked_on"]
+    assert set(v["not_verified_delegates"]) == {"gpu", "nnapi"} and "Android" in v["not_verified_delegates"]["nnapi"]
     interp = Interpreter(model_path=str(artifact.model_file))
     assert set(interp.get_signature_list()) == {"prefill", "decode"}
     prefill, decode = interp.get_signature_runner("prefill"), interp.get_signature_runner("decode")
