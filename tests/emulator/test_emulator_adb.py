@@ -103,7 +103,6 @@ def test_host_built_binary_runs_from_data_local_tmp(connected_phone, adb_server)
     assert (result.returncode, result.stdout) == (0, "--tokens 16\n")
 
 
-@pytest.mark.slow
 def test_large_push_pull(connected_phone, adb_server, tmp_path):
     payload = os.urandom(256 * 1024 * 1024)
     src, back = tmp_path / "big.pte", tmp_path / "back.pte"
