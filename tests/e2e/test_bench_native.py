@@ -1,4 +1,4 @@
-"""`bench --harness native` on every kind of device: the emulated phone over real adb, an
+"""`bench --harness native` on every kind of device: the emulated phone over real adb and adb-direct, an
 OpenSSH "board", and this host. Phones have no Python, so this is the path a lab uses.
 
 The bundle (binary + the shared libraries it links) is pushed through the verified,
@@ -41,7 +41,7 @@ def _device(lab, kind: str, tmp_path: Path):
     return lab.open(kind)
 
 
-@pytest.mark.parametrize("kind", ["adb", "ssh", "local"])
+@pytest.mark.parametrize("kind", ["adb", "adb-direct", "ssh", "local"])
 def test_native_harness_runs_the_whole_path(lab, tiny_fp32, bundle, tmp_path, kind):
     device = _device(lab, kind, tmp_path)
     runs = tmp_path / "runs"
@@ -64,7 +64,7 @@ def test_native_harness_runs_the_whole_path(lab, tiny_fp32, bundle, tmp_path, ki
         sha = sha256_file(path)
         assert device.shell(["sha256sum", blob_path(device, sha)]).stdout.split()[0] == sha
 
-    if kind == "adb":  # sampled on "the phone": its thermal zones and battery, not this host's
+    if kind.startswith("adb"):  # sampled on "the phone": its thermal zones and battery, not this host's
         telemetry = trace.of("telemetry")
         assert set(telemetry[0]["thermal_mc"]) == {z.type for z in lab.phone.profile.thermal_zones}
         assert telemetry[0]["battery"]["level_pct"] == lab.phone.profile.battery.capacity
