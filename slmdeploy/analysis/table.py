@@ -149,7 +149,7 @@ def ops_table(ops: pd.DataFrame, title: str | None = None, top: int = 20) -> Tab
                            ("total ms", "right"), ("mean ms", "right"), ("p50 ms", "right"), ("share", "right")):
         table.add_column(label, justify=justify)
     for r in ops.head(top).to_dict("records"):
-        table.add_row(str(r["op"]), str(r["category"]), str(r["backend"] or "-"), str(r["calls"]),
+        table.add_row(str(r["op"]), str(r["category"]), r["backend"] if isinstance(r["backend"], str) and r["backend"] else "-", str(r["calls"]),
                       _fixed(r["total_ms"], 3), _fixed(r["mean_ms"], 4), _fixed(r["p50_ms"], 4),
                       f"{r['share'] * 100:.1f}%" if _num(r["share"]) else "-")
     return table

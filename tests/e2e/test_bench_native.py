@@ -81,6 +81,9 @@ def test_native_harness_runs_the_whole_path(lab, tiny_fp32, bundle, tmp_path, ki
     assert report.exit_code == 0, report.output
     shown = json.loads(report.stdout)["ops"][result.run_dir.name]
     assert [r["op"] for r in shown] == list(ops["op"]) and sum(r["calls"] for r in shown) == ops["calls"].sum()
+    table = CliRunner().invoke(cli, ["report", str(result.run_dir), "--ops", "--top", "50"])
+    assert table.exit_code == 0 and "nan" not in table.output  # kernels outside a delegate show "-"
+    assert all(op[:20] in table.output for op in ops["op"])
 
     row = read_table(runs / DB_NAME)
     row = row[row.run_id == result.run_dir.name].iloc[0]
