@@ -57,6 +57,11 @@ class LLMSpec:
     prefill_seq_len: int | None = None  # the prefill length when dynamic_prefill is False
     kv_cache: str = "internal"  # "internal" (program buffers), "state" (Core ML state), "io" (signature I/O)
     cache_tensors: list[str] = field(default_factory=list)  # state / I/O names of the cache, in order
+    # The cache tensors' element type and shape (all alike), where the exporter states them; and the
+    # output names in cache_tensors order where a runtime cannot give an output an input's name (Core ML).
+    cache_dtype: str | None = None
+    cache_shape: list[int] | None = None
+    cache_outputs: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -38,6 +38,9 @@ QUANTIZATION = {
 
 COREML_DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 STATEFUL_COREML = ("iOS18", "macOS15")  # Core ML state (ct.StateType) exists from these on
+# Weight schemes of the standalone Core ML exporter whose ops need the iOS 18 opset (int4 per block:
+# constexpr_blockwise_shift_scale); int8 per channel (constexpr_affine_dequantize) works from iOS 16.
+COREML_IOS18_QUANTIZATION = {"4w": "int4 block-wise weights (4w)"}
 COREML_COMPUTE_UNITS = ("all", "cpu_and_ne", "cpu_and_gpu", "cpu_only")
 QNN_SOCS = ("SM8450", "SM8475", "SM8550", "SM8650", "SM8750", "SM8850")
 
@@ -59,7 +62,8 @@ OPTIONS = {
     ("executorch", "mps"): {},
     ("executorch", "vulkan"): {},
     ("executorch", "qnn"): {"soc": _one_of(QNN_SOCS)},
-    ("coreml", None): {"minimum_deployment_target": _one_of(COREML_DEPLOYMENT_TARGETS), "group_size": _INT},
+    ("coreml", None): {"minimum_deployment_target": _one_of(COREML_DEPLOYMENT_TARGETS), "group_size": _INT,
+                       "prefill_len": _INT},
     ("tflite", None): {"group_size": _one_of((32, 64, 128, 256)), "prefill_len": _INT},
 }
 
@@ -91,12 +95,26 @@ def _check_combination(where: str, runtime: str, delegates: tuple[str, ...], qua
             raise UnknownTargetError(f"{where}: option {name} = {value!r} must be {problem}.")
     if runtime == "executorch" and "portable" in delegates and len(delegates) > 1:
         raise UnknownTargetError(f"{where}: 'portable' means no delegate; it cannot be combined with {list(delegates)}.")
+    if runtime == "coreml":
+        _check_coreml_deployment(where, quantization, options)
+
+
+def _check_coreml_deployment(where: str, quantization: str, options: dict) -> None:
+    """Before iOS 18 / macOS 15 the standalone exporter keeps the KV cache as model I/O (no Core ML
+    state there) and has only the older weight-quantization ops."""
     target_os = options.get("minimum_deployment_target", "iOS18")
-    if runtime == "coreml" and target_os not in STATEFUL_COREML:
+    if target_os in STATEFUL_COREML:
+        if "prefill_len" in options:
+            raise UnknownTargetError(
+                f"{where}: option prefill_len applies only to Core ML deployment targets before iOS18/macOS15 (KV cache "
+                f"as model I/O); with {target_os} the cache is a state and prefill takes any length, so remove it."
+            )
+        return
+    if quantization in COREML_IOS18_QUANTIZATION:
         raise UnknownTargetError(
-            f"{where}: the standalone Core ML exporter keeps the KV cache as Core ML state (and int4 block-wise "
-            f"weights need the same opset), which needs minimum_deployment_target iOS18 or macOS15, not {target_os}. "
-            "For older devices use the ExecuTorch Core ML delegate (runtime = \"executorch\", delegates = [\"coreml\"])."
+            f"{where}: {COREML_IOS18_QUANTIZATION[quantization]} need the iOS18/macOS15 opset, not {target_os}; "
+            f"for {target_os} use quantization = \"8w\" (int8 per-channel weights), \"fp16\" or \"fp32\", "
+            "or set minimum_deployment_target = \"iOS18\"."
         )
 
 

@@ -34,7 +34,7 @@ def test_the_shipped_targets_cover_every_recipe_of_the_issue():
     assert {
         "android-xnnpack-fp32", "android-xnnpack-8da4w", "android-vulkan-fp16", "android-qnn-sm8650",
         "ios-coreml-ane-fp16", "ios-coreml-ane-int4", "ios-mps-fp16", "ios-executorch-coreml",
-        "tflite-xnnpack-fp32", "tflite-int8", "tflite-int4", "host-xnnpack",
+        "tflite-xnnpack-fp32", "tflite-int8", "tflite-int4", "host-xnnpack", "ios17-coreml-ane-fp16",
     } <= set(TARGETS)
 
 
@@ -48,8 +48,12 @@ def _check_file_format(artifact) -> None:
     else:
         with zipfile.ZipFile(artifact.model_file) as zf:
             names = zf.namelist()
-        assert "model.mlpackage/Manifest.json" in names
-        assert any(n.endswith("model.mlmodel") for n in names) and any(n.endswith("weight.bin") for n in names)
+        # stateful (iOS 18): one package; KV cache as I/O (before iOS 18): one package per method
+        packages = ["model"] if artifact.manifest.llm.kv_cache == "state" else ["prefill", "decode"]
+        for package in packages:
+            assert f"{package}.mlpackage/Manifest.json" in names
+            assert f"{package}.mlpackage/Data/com.apple.CoreML/model.mlmodel" in names
+            assert f"{package}.mlpackage/Data/com.apple.CoreML/weights/weight.bin" in names
 
 
 def _check_verdict(target, manifest) -> None:
@@ -106,8 +110,23 @@ def _check_llm_spec(target, manifest) -> None:
         prefill = manifest.methods[0]
         assert [t.shape for t in prefill.inputs[:2]] == [[1, llm.prefill_seq_len], [llm.prefill_seq_len]]
         assert [t.name for t in prefill.outputs] == ["logits", *llm.cache_tensors]
-    elif target.runtime == "coreml":
-        assert llm.kv_cache == "state" and len(llm.cache_tensors) == 2 * LAYERS
+    elif target.runtime == "coreml" and llm.kv_cache == "state":
+        assert target.options["minimum_deployment_target"] in ("iOS18", "macOS15")
+        assert len(llm.cache_tensors) == 2 * LAYERS and llm.cache_shape == [1, 2, SEQ, 16]
+    elif target.runtime == "coreml":  # before iOS 18: slmdeploy.llm-kvio/1, as TFLite, in two fixed-shape packages
+        assert target.options["minimum_deployment_target"] not in ("iOS18", "macOS15")
+        assert (llm.convention, llm.kv_cache, llm.dynamic_prefill) == ("slmdeploy.llm-kvio/1", "io", False)
+        assert (llm.prefill_method, llm.decode_method) == ("prefill", "decode")
+        assert llm.prefill_seq_len == min(target.options.get("prefill_len", 128), SEQ // 2)
+        assert llm.cache_tensors == [f"{k}_cache_{i}" for i in range(LAYERS) for k in ("k", "v")]
+        assert llm.cache_outputs == [f"{n}_out" for n in llm.cache_tensors]
+        assert llm.cache_shape == [1, 2, SEQ, 16] and llm.cache_dtype == ("float32" if target.quantization == "fp32" else "float16")
+        prefill, decode = manifest.methods
+        assert [t.shape for t in prefill.inputs[:2]] == [[1, llm.prefill_seq_len], [llm.prefill_seq_len]]
+        assert [t.shape for t in decode.inputs[:2]] == [[1, 1], [1]]
+        for method in (prefill, decode):
+            assert [(t.name, t.dtype, t.shape) for t in method.inputs[2:]] == [(n, llm.cache_dtype, llm.cache_shape) for n in llm.cache_tensors]
+            assert [t.name for t in method.outputs] == ["logits", *llm.cache_outputs]
     else:
         assert (llm.prefill_method, llm.kv_cache, llm.dynamic_prefill) == ("forward", "internal", True)
 

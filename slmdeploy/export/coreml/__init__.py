@@ -1,1 +1,1 @@
-"""Standalone Core ML export: .mlpackage with a stateful KV cache, spec-checked here."""
+"""Standalone Core ML export: .mlpackage with a stateful KV cache (iOS 18) or the cache as model I/O (iOS 16-17), spec-checked here."""

@@ -1,11 +1,23 @@
-"""Standalone Core ML: eager model -> ML program (.mlpackage) with a stateful KV cache.
+"""Standalone Core ML: eager model -> ML program (.mlpackage) with a KV cache.
 
-The LLM is exported with ``torch.export`` (dynamic sequence length) and converted by
-coremltools; the cache buffers become Core ML *states* (iOS 18 / macOS 15), written with
-``slice_update``. Weight quantization runs on the converted program with
-``coremltools.optimize.coreml`` (int8 per-channel, int4 per-block). An ``.mlpackage`` is
-a directory; the artifact keeps it as one uncompressed zip (``model.mlpackage.zip``) so
-that hashing, caching and pushing stay one-file-per-entry.
+The LLM is exported with ``torch.export`` and converted by coremltools. How the KV cache
+crosses the interface depends on the deployment target:
+
+* iOS 18 / macOS 15 (``slmdeploy.llm/1``): one package, function ``main`` with a dynamic
+  sequence length; the cache buffers become Core ML *states*, written with ``slice_update``.
+* iOS 16-17 / macOS 13-14 (``slmdeploy.llm-kvio/1``, as TFLite): no states, no
+  ``slice_update``, no multifunction packages, and coremltools allows only one input with
+  enumerated shapes there. The cache is model I/O (``k_cache_i``/``v_cache_i`` in,
+  ``k_cache_i_out``/``v_cache_i_out`` out: Core ML refuses an output named like an input),
+  written out of place with a one-hot matmul and a select (``write_onehot``), and prefill
+  (fixed length ``P``) and decode (one token) are two fixed-shape packages,
+  ``prefill.mlpackage`` and ``decode.mlpackage``: fixed shapes keep both on the Neural
+  Engine, at the price of a second copy of the weights (docs/targets.md says why).
+
+Weight quantization runs on the converted program with ``coremltools.optimize.coreml``
+(int8 per-channel; int4 per-block from iOS 18). An ``.mlpackage`` is a directory; the
+artifact keeps its package(s) in one uncompressed zip (``model.mlpackage.zip``) so that
+hashing, caching and pushing stay one-file-per-entry.
 
 Core ML predicts only on macOS/iOS: here the package is loaded back without compiling
 (``skip_model_load``) and its spec is checked (``validate_package``).
@@ -24,18 +36,23 @@ import torch
 from slmdeploy.errors import ExportError
 from slmdeploy.export.executorch.exporter import ExportResult, Stage, check_seq_len, io_specs, quiet_library_output
 from slmdeploy.export.executorch.kv_cache import PositionedCacheLM
-from slmdeploy.export.manifest import LLM_CONVENTION, LLMSpec, MethodSpec, TensorSpec
+from slmdeploy.export.manifest import LLM_CONVENTION, LLM_KV_IO_CONVENTION, LLMSpec, MethodSpec, TensorSpec
 from slmdeploy.export.source import ModelSource
-from slmdeploy.export.target import Target
+from slmdeploy.export.target import STATEFUL_COREML, Target
 
 MODEL_FILE = "model.mlpackage.zip"
 FUNCTION = "main"
+PACKAGE = "model"  # the one package of a stateful LLM or a module; a stateless LLM has one per method
+STATELESS_METHODS = ("prefill", "decode")
+DEFAULT_PREFILL = 128
 # (compute units from the target's delegates, CPU always allowed) -> coremltools ComputeUnit name
 UNITS = {frozenset(): "CPU_ONLY", frozenset({"ane"}): "CPU_AND_NE", frozenset({"gpu"}): "CPU_AND_GPU",
          frozenset({"ane", "gpu"}): "ALL"}
 # opset (spec version) each deployment target implies
-SPEC_VERSION = {"iOS18": 9, "macOS15": 9}
+SPEC_VERSION = {"iOS16": 7, "macOS13": 7, "iOS17": 8, "macOS14": 8, "iOS18": 9, "macOS15": 9}
+# the op holding quantized weights: iOS 18's blockwise op, or iOS 16's affine one (int8 only)
 WEIGHT_OPS = {"8w": "constexpr_blockwise_shift_scale", "4w": "constexpr_blockwise_shift_scale"}
+WEIGHT_OPS_BEFORE_IOS18 = {"8w": "constexpr_affine_dequantize"}
 SPEC_STAGE = "check the package spec"
 
 
@@ -82,6 +99,42 @@ def llm_inputs(max_seq_len: int) -> list:
             ct.TensorType(name="input_pos", shape=(seq,), dtype=np.int32)]
 
 
+def deployment_target(target: Target) -> str:
+    return target.options.get("minimum_deployment_target", "iOS18")
+
+
+def stateful(target: Target) -> bool:
+    """Whether the deployment target has Core ML state (else the KV cache is model I/O)."""
+    return deployment_target(target) in STATEFUL_COREML
+
+
+def weight_op(target: Target) -> str | None:
+    ops = WEIGHT_OPS if stateful(target) else WEIGHT_OPS_BEFORE_IOS18
+    return ops.get(target.quantization)
+
+
+def prefill_len(target: Target, max_seq_len: int) -> int:
+    """The stateless prefill package's fixed length: ``prefill_len``, at most half the cache."""
+    return max(1, min(int(target.options.get("prefill_len", DEFAULT_PREFILL)), max_seq_len // 2))
+
+
+def write_onehot(cache: torch.Tensor, new: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Out of place: ``cache`` with ``new[:, :, i]`` at slot ``pos[i]``, from ops every Core ML opset
+    has (``slice_update`` is iOS 18). ``onehot[slot, i]`` places each new row by a matmul (one 1.0
+    per row: exact in fp16 too) and a select keeps the other slots."""
+    onehot = (torch.arange(cache.shape[2], dtype=pos.dtype)[:, None] == pos[None, :]).to(new.dtype)
+    placed = torch.matmul(onehot, new)  # [max_seq_len, seq] @ [1, kv_heads, seq, head_dim]
+    return torch.where(onehot.sum(dim=1, keepdim=True) > 0, placed, cache)
+
+
+def io_cache_model(model: torch.nn.Module, max_seq_len: int) -> PositionedCacheLM:
+    """The decoder with its KV cache as inputs and outputs, written by ``write_onehot``."""
+    wrapped = PositionedCacheLM(model, max_seq_len, write="index", cache="io").eval()
+    for layer in wrapped.cache.layers:
+        layer.write = write_onehot
+    return wrapped
+
+
 def compute_units(target: Target) -> str:
     return UNITS[frozenset(target.delegates) - {"cpu"}]
 
@@ -112,7 +165,7 @@ def _convert(exported, inputs, outputs, target: Target):
                 exported,
                 inputs=inputs,
                 outputs=outputs,
-                minimum_deployment_target=getattr(ct.target, target.options.get("minimum_deployment_target", "iOS18")),
+                minimum_deployment_target=getattr(ct.target, deployment_target(target)),
                 compute_units=getattr(ct.ComputeUnit, compute_units(target)),
                 compute_precision=precision,
                 skip_model_load=True,
@@ -135,15 +188,17 @@ def _quantize(mlmodel, target: Target):
         return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=config))
 
 
-def _save_zipped(mlmodel, out_dir: Path) -> Path:
-    package = out_dir / "model.mlpackage"
-    mlmodel.save(str(package))
+def _save_zipped(mlmodels: dict[str, Any], out_dir: Path) -> Path:
+    """Each model as ``<name>.mlpackage/`` in one uncompressed zip."""
     path = out_dir / MODEL_FILE
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        for file in sorted(p for p in package.rglob("*") if p.is_file()):
-            info = zipfile.ZipInfo(str(Path(package.name) / file.relative_to(package)), date_time=(1980, 1, 1, 0, 0, 0))
-            zf.writestr(info, file.read_bytes())
-    shutil.rmtree(package)
+        for name, mlmodel in mlmodels.items():
+            package = out_dir / f"{name}.mlpackage"
+            mlmodel.save(str(package))
+            for file in sorted(p for p in package.rglob("*") if p.is_file()):
+                info = zipfile.ZipInfo(str(Path(package.name) / file.relative_to(package)), date_time=(1980, 1, 1, 0, 0, 0))
+                zf.writestr(info, file.read_bytes())
+            shutil.rmtree(package)
     return path
 
 
@@ -155,18 +210,32 @@ def _core_ml_io(spec: TensorSpec) -> TensorSpec:
 def _build_package(exported, inputs: list, expect: dict[str, Any], target: Target, out_dir: Path,
                    stage: Stage) -> tuple[Path, dict[str, Any]]:
     """Convert, quantize, save, and check the saved package against ``expect`` (a failed check raises)."""
-    with stage("convert to Core ML (ML program)"):
-        mlmodel = _convert(exported, inputs, tensor_types(expect["outputs"], with_shape=False), target)
-    with stage(f"quantize weights ({target.quantization})"):
-        mlmodel = _quantize(mlmodel, target)
+    return _build_packages({PACKAGE: (exported, inputs, expect)}, target, out_dir, stage)
+
+
+def _build_packages(programs: dict[str, tuple[Any, list, dict[str, Any]]], target: Target, out_dir: Path,
+                    stage: Stage) -> tuple[Path, dict[str, Any]]:
+    """``_build_package`` for one package per name (``{name: (exported, inputs, expect)}``), one zip."""
+    mlmodels = {}
+    for name, (exported, inputs, expect) in programs.items():
+        what = f" ({name})" if len(programs) > 1 else ""
+        with stage(f"convert to Core ML (ML program){what}"):
+            mlmodel = _convert(exported, inputs, tensor_types(expect["outputs"], with_shape=False), target)
+        with stage(f"quantize weights ({target.quantization}){what}"):
+            mlmodels[name] = _quantize(mlmodel, target)
     with stage("save .mlpackage"):
-        path = _save_zipped(mlmodel, out_dir)
+        path = _save_zipped(mlmodels, out_dir)
     with stage(SPEC_STAGE):
-        return path, check_package(path, target, expect)
+        if len(programs) == 1:
+            ((name, (_, _, expect)),) = programs.items()
+            return path, check_package(path, target, expect, package=name)
+        return path, check_packages(path, target, {name: expect for name, (_, _, expect) in programs.items()})
 
 
 def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: Path, stage: Stage) -> ExportResult:
     check_seq_len(source, max_seq_len)
+    if not stateful(target):
+        return _export_llm_kv_io(source, target, max_seq_len, out_dir, stage)
     with stage("build model"):  # no eager reference copy: Core ML cannot run here, nothing is compared
         model = source.build()
         wrapped = PositionedCacheLM(model, max_seq_len, write="slice").eval()
@@ -188,10 +257,55 @@ def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: P
         quantization=describe(target),
         llm=LLMSpec(convention=LLM_CONVENTION, max_seq_len=max_seq_len, vocab_size=vocab,
                     prefill_method=FUNCTION, decode_method=FUNCTION, kv_cache="state",
-                    cache_tensors=[s.name for s in states]),
+                    cache_tensors=[s.name for s in states], cache_dtype=states[0].dtype,
+                    cache_shape=list(wrapped.cache_shape())),
         delegation=whole_program(target),
         reference=model,  # counted for the manifest's parameter count
         validation={"expect": expect, "spec_check": spec_check},
+    )
+
+
+def cache_output_name(name: str) -> str:
+    """Core ML refuses an output named like an input: ``k_cache_0`` comes back as ``k_cache_0_out``."""
+    return f"{name}_out"
+
+
+def _export_llm_kv_io(source: ModelSource, target: Target, max_seq_len: int, out_dir: Path, stage: Stage) -> ExportResult:
+    """Before iOS 18: ``slmdeploy.llm-kvio/1`` as two fixed-shape packages (prefill ``P`` tokens, decode 1)."""
+    length = prefill_len(target, max_seq_len)
+    with stage("build model"):
+        model = source.build()
+        wrapped = io_cache_model(model, max_seq_len)
+    seqs = {"prefill": length, "decode": 1}
+    exported = {}
+    with stage("torch.export (prefill + decode)"), torch.no_grad():
+        for name, seq in seqs.items():
+            exported[name] = for_coremltools(torch.export.export(wrapped, (), kwargs=wrapped.example_kwargs(seq), strict=True))
+    vocab = int(source.config["vocab_size"])
+    dtype = "float16" if target.quantization != "fp32" else "float32"  # the ANE computes in fp16: no casts
+    shape = list(wrapped.cache_shape())
+    names = wrapped.cache_names()
+    cache_in = [TensorSpec(n, dtype, shape) for n in names]
+    cache_out = [TensorSpec(cache_output_name(n), dtype, shape) for n in names]
+    methods, programs = [], {}
+    for name, seq in seqs.items():
+        io_in = [TensorSpec("tokens", "int32", [1, seq]), TensorSpec("input_pos", "int32", [seq]), *cache_in]
+        io_out = [TensorSpec("logits", "float32", [1, vocab]), *cache_out]
+        methods.append(MethodSpec(name, io_in, io_out))
+        expect = {"inputs": io_in, "outputs": io_out, "states": [], "dims": {}}
+        programs[name] = (exported[name], tensor_types(io_in), expect)
+    path, spec_check = _build_packages(programs, target, out_dir, stage)
+    return ExportResult(
+        files=[(path, "model")],
+        methods=methods,
+        quantization=describe(target),
+        llm=LLMSpec(convention=LLM_KV_IO_CONVENTION, max_seq_len=max_seq_len, vocab_size=vocab,
+                    prefill_method="prefill", decode_method="decode", dynamic_prefill=False,
+                    prefill_seq_len=length, kv_cache="io", cache_tensors=names, cache_dtype=dtype,
+                    cache_shape=shape, cache_outputs=[t.name for t in cache_out]),
+        delegation=whole_program(target),
+        reference=model,  # counted for the manifest's parameter count
+        validation={"expect": {name: p[2] for name, p in programs.items()}, "spec_check": spec_check},
     )
 
 
@@ -273,45 +387,56 @@ def _features(desc) -> dict[str, list[tuple[str, str, list]]]:
     }
 
 
-def _load_spec(path: Path):
+def packages(path: Path) -> list[str]:
+    """The package names in an artifact's zip (``model``; or ``prefill`` and ``decode``)."""
+    with zipfile.ZipFile(path) as zf:
+        tops = {Path(n).parts[0] for n in zf.namelist()}
+    return sorted(t.removesuffix(".mlpackage") for t in tops if t.endswith(".mlpackage"))
+
+
+def _load_spec(path: Path, package: str = PACKAGE):
     import tempfile
 
     import coremltools as ct
 
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(path) as zf:
-            zf.extractall(tmp)
-        return ct.models.MLModel(str(Path(tmp) / "model.mlpackage"), skip_model_load=True).get_spec()
+            zf.extractall(tmp, members=[n for n in zf.namelist() if Path(n).parts[0] == f"{package}.mlpackage"])
+        package_dir = Path(tmp) / f"{package}.mlpackage"
+        if not package_dir.is_dir():
+            raise SpecCheckError(f"{path.name} holds no {package}.mlpackage (it has {packages(path)}); "
+                                 "re-export it with this version of slmdeploy.")
+        return ct.models.MLModel(str(package_dir), skip_model_load=True).get_spec()
 
 
-def validate_package(path: Path, target: Target, expect: dict[str, Any]) -> dict[str, Any]:
+def validate_package(path: Path, target: Target, expect: dict[str, Any], package: str = PACKAGE) -> dict[str, Any]:
     """Load the package back without compiling it and check its interface (names, dtypes,
     shapes of inputs, outputs and states) and opset against what the exporter intended.
 
     Returns ``{"status": "passed"|"failed", "checks": [...], "problems": [...]}``; this is a
     structural check, not a prediction (Core ML cannot run on Linux).
     """
-    spec = _load_spec(path)
+    spec = _load_spec(path, package)
     dims = expect.get("dims", {})
     problems: list[str] = []
     checks: list[str] = []
     for kind, got in _features(spec.description).items():
         checks.append(f"{kind} " + ", ".join(f"{n}: {d}{s}" for n, d, s in got))
         problems += _interface_problems(kind, got, expect[kind], dims)
-    target_os = target.options.get("minimum_deployment_target", "iOS18")
+    target_os = deployment_target(target)
     if spec.specificationVersion < SPEC_VERSION.get(target_os, 0):
         problems.append(f"spec version {spec.specificationVersion} is older than {target_os} needs")
     checks.append(f"spec version {spec.specificationVersion} (ML program, {target_os})")
     if not spec.WhichOneof("Type") == "mlProgram":
         problems.append(f"model type is {spec.WhichOneof('Type')}, expected mlProgram")
     ops = _ops(spec)
-    if target.quantization in WEIGHT_OPS:
-        op = WEIGHT_OPS[target.quantization]
+    op = weight_op(target)
+    if op:
         checks.append(f"{ops.get(op, 0)} {op} weight ops")
         if not ops.get(op):
             problems.append(f"no {op} ops: the weights are not quantized")
-    if expect["states"]:
-        writes = ops.get("write_state", 0)
+    writes = ops.get("write_state", 0)
+    if expect["states"] or writes:
         checks.append(f"{writes} write_state ops")
         if writes != len(expect["states"]):
             problems.append(f"{writes} write_state ops for {len(expect['states'])} states")
@@ -319,9 +444,32 @@ def validate_package(path: Path, target: Target, expect: dict[str, Any]) -> dict
             "ops": dict(sorted(ops.items()))}
 
 
-def check_package(path: Path, target: Target, expect: dict[str, Any]) -> dict[str, Any]:
+def validate_packages(path: Path, target: Target, expects: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``validate_package`` for each package of a stateless LLM (``{package: expect}``): every
+    package is checked, and the zip must hold those packages and no others."""
+    per = {name: validate_package(path, target, expect, package=name) for name, expect in expects.items()}
+    problems = [f"{name}: {p}" for name, r in per.items() for p in r["problems"]]
+    if packages(path) != sorted(expects):
+        problems.insert(0, f"the zip holds packages {packages(path)}, expected {sorted(expects)}")
+    ops: dict[str, int] = {}
+    for r in per.values():
+        for op, n in r["ops"].items():
+            ops[op] = ops.get(op, 0) + n
+    return {"status": "failed" if problems else "passed",
+            "checks": [f"{name}: {c}" for name, r in per.items() for c in r["checks"]],
+            "problems": problems, "ops": dict(sorted(ops.items())), "packages": per}
+
+
+def check_package(path: Path, target: Target, expect: dict[str, Any], package: str = PACKAGE) -> dict[str, Any]:
     """``validate_package``, and a failure stops the export (nothing broken is cached)."""
-    result = validate_package(path, target, expect)
+    return _raise_failed(validate_package(path, target, expect, package), target)
+
+
+def check_packages(path: Path, target: Target, expects: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return _raise_failed(validate_packages(path, target, expects), target)
+
+
+def _raise_failed(result: dict[str, Any], target: Target) -> dict[str, Any]:
     if result["status"] != "passed":
         raise SpecCheckError(
             f"Core ML spec check of {target.name} failed: {'; '.join(result['problems'])}. The package is not what "
