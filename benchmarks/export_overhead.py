@@ -65,7 +65,8 @@ def direct_coreml(source, target, seq: int, out: Path) -> Path:
     import coremltools as ct
     import torch
 
-    from slmdeploy.export.coreml.exporter import compute_units, for_coremltools, llm_inputs, tensor_types
+    from slmdeploy.export.coreml.exporter import for_coremltools, llm_inputs, tensor_types
+    from slmdeploy.export.coreml.recipe import compute_units
     from slmdeploy.export.executorch.kv_cache import PositionedCacheLM
     from slmdeploy.export.manifest import TensorSpec
 

@@ -12,6 +12,7 @@ from export_matrix import CROSS_MODEL, MLP, SEQ
 
 from slmdeploy.export import cache, export, from_module, load_target
 from slmdeploy.export.coreml import exporter as coreml
+from slmdeploy.export.coreml import io_cache, spec_check
 from slmdeploy.export.manifest import TensorSpec
 
 WEIGHT_OP = "constexpr_blockwise_shift_scale"
@@ -31,7 +32,7 @@ def _with(specs: list[TensorSpec], name: str, **change) -> list[TensorSpec]:
 def test_the_spec_check_compares_dtypes_and_shapes_not_only_names(export_once):
     artifact = export_once(CROSS_MODEL, "ios-coreml-ane-fp16").get()
     target, path, expect = load_target("ios-coreml-ane-fp16"), artifact.model_file, _expect(artifact.manifest)
-    assert coreml.validate_package(path, target, expect)["status"] == "passed"
+    assert spec_check.validate_package(path, target, expect)["status"] == "passed"
     wrong = {
         "input tokens is int32[1, [1, 63]], expected int64[1, [1, 63]]": {"inputs": _with(expect["inputs"], "tokens", dtype="int64")},
         "input input_pos is int32[[1, 63]], expected int32[[1, 64]]": {"dims": {"seq": [1, SEQ]}},
@@ -40,7 +41,7 @@ def test_the_spec_check_compares_dtypes_and_shapes_not_only_names(export_once):
         "state key_cache_0 is float16[1, 2, 64, 16], expected float32[1, 2, 64, 16]": {"states": _expect(artifact.manifest, "float32")["states"]},
     }
     for problem, change in wrong.items():
-        result = coreml.validate_package(path, target, expect | change)
+        result = spec_check.validate_package(path, target, expect | change)
         assert result["status"] == "failed" and problem in result["problems"], result["problems"]
 
 
@@ -57,7 +58,7 @@ def test_a_failed_spec_check_fails_the_export_and_caches_nothing(tmp_path, monke
     torch.manual_seed(0)
     source = from_module("mlp", MLP().eval(), (torch.randn(2, 64),))
     target = load_target("ios-coreml-ane-int4")
-    with pytest.raises(coreml.SpecCheckError) as err:
+    with pytest.raises(spec_check.SpecCheckError) as err:
         export(source, target, tmp_path / "out", progress=False)
     message = str(err.value)
     assert "\n" not in message and message.startswith("Core ML spec check of ios-coreml-ane-int4 failed:")
@@ -117,7 +118,7 @@ def test_an_ios17_package_loads_back_with_the_kv_cache_as_inputs_and_outputs(exp
         assert ins == [("tokens", "INT32", [1, seq]), ("input_pos", "INT32", [seq])] + [(n, FP16, cache_shape) for n in llm.cache_tensors]
         assert outs == [("logits", "FLOAT32", [1, 512])] + [(n, FP16, cache_shape) for n in llm.cache_outputs]
         assert not any(f.type.multiArrayType.shapeRange.sizeRanges for f in spec.description.input), "fixed shapes (ANE)"
-        ops = coreml._ops(spec)
+        ops = spec_check._ops(spec)
         assert not {"read_state", "write_state", "slice_update"} & set(ops), "iOS 18 ops in an iOS 17 package"
     check = artifact.manifest.verification["spec_check"]
     assert check["status"] == "passed" and set(check["packages"]) == {"prefill", "decode"}
@@ -128,7 +129,7 @@ def test_the_ios17_spec_check_catches_a_wrong_cache_interface(export_once):
     artifact = export_once(CROSS_MODEL, IOS17).get()
     target, path = load_target(IOS17), artifact.model_file
     expects = {m.name: {"inputs": m.inputs, "outputs": m.outputs, "states": [], "dims": {}} for m in artifact.manifest.methods}
-    assert coreml.validate_packages(path, target, expects)["status"] == "passed"
+    assert spec_check.validate_packages(path, target, expects)["status"] == "passed"
     decode = expects["decode"]
     wrong = {
         "decode: input k_cache_1 is float16[1, 2, 64, 16], expected float32[1, 2, 64, 16]":
@@ -142,8 +143,8 @@ def test_the_ios17_spec_check_catches_a_wrong_cache_interface(export_once):
     }
     for problem, change in wrong.items():
         try:
-            result = coreml.validate_packages(path, target, expects | change)
-        except coreml.SpecCheckError as err:  # the missing package itself
+            result = spec_check.validate_packages(path, target, expects | change)
+        except spec_check.SpecCheckError as err:  # the missing package itself
             assert "extra" in change and "holds no extra.mlpackage" in str(err)
             continue
         assert result["status"] == "failed" and problem in result["problems"], result["problems"]
@@ -186,7 +187,7 @@ def test_the_io_cache_computation_matches_eager_pytorch(model_name):
     model = from_zoo(model_name).build()
     vocab = int(model.config.vocab_size)
     reference = StaticCacheLM(copy.deepcopy(model), SEQ).eval()
-    wrapped = coreml.io_cache_model(model, SEQ)
+    wrapped = io_cache.io_cache_model(model, SEQ)
     names, prefill = wrapped.cache_names(), 8
     prompt = torch.randint(0, vocab, (1, prefill), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

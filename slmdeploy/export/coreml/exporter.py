@@ -20,7 +20,9 @@ artifact keeps its package(s) in one uncompressed zip (``model.mlpackage.zip``) 
 hashing, caching and pushing stay one-file-per-entry.
 
 Core ML predicts only on macOS/iOS: here the package is loaded back without compiling
-(``skip_model_load``) and its spec is checked (``validate_package``).
+(``skip_model_load``) and its spec is checked (``spec_check.py``). What the target means
+(deployment target, compute units, quantization) is ``recipe.py``; the I/O cache is
+``io_cache.py``.
 """
 
 from __future__ import annotations
@@ -38,28 +40,15 @@ from slmdeploy.export.executorch.exporter import ExportResult, Stage, check_seq_
 from slmdeploy.export.executorch.kv_cache import PositionedCacheLM
 from slmdeploy.export.manifest import LLM_CONVENTION, LLM_KV_IO_CONVENTION, LLMSpec, MethodSpec, TensorSpec
 from slmdeploy.export.source import ModelSource
-from slmdeploy.export.target import STATEFUL_COREML, Target
+from slmdeploy.export.coreml.io_cache import cache_output_name, io_cache_model
+from slmdeploy.export.coreml.recipe import compute_units, deployment_target, describe, prefill_len, stateful, whole_program
+from slmdeploy.export.coreml.spec_check import PACKAGE, check_package, check_packages
+from slmdeploy.export.target import Target
 
 MODEL_FILE = "model.mlpackage.zip"
 FUNCTION = "main"
-PACKAGE = "model"  # the one package of a stateful LLM or a module; a stateless LLM has one per method
 STATELESS_METHODS = ("prefill", "decode")
-DEFAULT_PREFILL = 128
-# (compute units from the target's delegates, CPU always allowed) -> coremltools ComputeUnit name
-UNITS = {frozenset(): "CPU_ONLY", frozenset({"ane"}): "CPU_AND_NE", frozenset({"gpu"}): "CPU_AND_GPU",
-         frozenset({"ane", "gpu"}): "ALL"}
-# opset (spec version) each deployment target implies
-SPEC_VERSION = {"iOS16": 7, "macOS13": 7, "iOS17": 8, "macOS14": 8, "iOS18": 9, "macOS15": 9}
-# the op holding quantized weights: iOS 18's blockwise op, or iOS 16's affine one (int8 only)
-WEIGHT_OPS = {"8w": "constexpr_blockwise_shift_scale", "4w": "constexpr_blockwise_shift_scale"}
-WEIGHT_OPS_BEFORE_IOS18 = {"8w": "constexpr_affine_dequantize"}
 SPEC_STAGE = "check the package spec"
-
-
-class SpecCheckError(ExportError):
-    """A converted package whose interface or opset is not what the exporter intended."""
-# Core ML array data types (ArrayFeatureType.ArrayDataType names) -> manifest dtype names
-DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "DOUBLE": "float64", "INT32": "int32", "INT8": "int8"}
 
 
 def for_coremltools(exported):
@@ -97,58 +86,6 @@ def llm_inputs(max_seq_len: int) -> list:
     seq = ct.RangeDim(1, max_seq_len - 1, default=1)
     return [ct.TensorType(name="tokens", shape=(1, seq), dtype=np.int32),
             ct.TensorType(name="input_pos", shape=(seq,), dtype=np.int32)]
-
-
-def deployment_target(target: Target) -> str:
-    return target.options.get("minimum_deployment_target", "iOS18")
-
-
-def stateful(target: Target) -> bool:
-    """Whether the deployment target has Core ML state (else the KV cache is model I/O)."""
-    return deployment_target(target) in STATEFUL_COREML
-
-
-def weight_op(target: Target) -> str | None:
-    ops = WEIGHT_OPS if stateful(target) else WEIGHT_OPS_BEFORE_IOS18
-    return ops.get(target.quantization)
-
-
-def prefill_len(target: Target, max_seq_len: int) -> int:
-    """The stateless prefill package's fixed length: ``prefill_len``, at most half the cache."""
-    return max(1, min(int(target.options.get("prefill_len", DEFAULT_PREFILL)), max_seq_len // 2))
-
-
-def write_onehot(cache: torch.Tensor, new: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Out of place: ``cache`` with ``new[:, :, i]`` at slot ``pos[i]``, from ops every Core ML opset
-    has (``slice_update`` is iOS 18). ``onehot[slot, i]`` places each new row by a matmul (one 1.0
-    per row: exact in fp16 too) and a select keeps the other slots."""
-    onehot = (torch.arange(cache.shape[2], dtype=pos.dtype)[:, None] == pos[None, :]).to(new.dtype)
-    placed = torch.matmul(onehot, new)  # [max_seq_len, seq] @ [1, kv_heads, seq, head_dim]
-    return torch.where(onehot.sum(dim=1, keepdim=True) > 0, placed, cache)
-
-
-def io_cache_model(model: torch.nn.Module, max_seq_len: int) -> PositionedCacheLM:
-    """The decoder with its KV cache as inputs and outputs, written by ``write_onehot``."""
-    wrapped = PositionedCacheLM(model, max_seq_len, write="index", cache="io").eval()
-    for layer in wrapped.cache.layers:
-        layer.write = write_onehot
-    return wrapped
-
-
-def compute_units(target: Target) -> str:
-    return UNITS[frozenset(target.delegates) - {"cpu"}]
-
-
-def describe(target: Target) -> dict[str, Any]:
-    scheme = target.quantization
-    if scheme in ("fp32", "fp16"):
-        return {"scheme": scheme, "weights": scheme, "activations": scheme, "method": "coremltools compute_precision"}
-    bits = 4 if scheme == "4w" else 8
-    desc = {"scheme": scheme, "weights": f"int{bits}", "activations": "fp16",
-            "method": "coremltools.optimize.coreml.linear_quantize_weights (linear_symmetric)"}
-    if bits == 4:
-        desc["group_size"] = int(target.options.get("group_size", 32))
-    return desc
 
 
 def _convert(exported, inputs, outputs, target: Target):
@@ -265,11 +202,6 @@ def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: P
     )
 
 
-def cache_output_name(name: str) -> str:
-    """Core ML refuses an output named like an input: ``k_cache_0`` comes back as ``k_cache_0_out``."""
-    return f"{name}_out"
-
-
 def _export_llm_kv_io(source: ModelSource, target: Target, max_seq_len: int, out_dir: Path, stage: Stage) -> ExportResult:
     """Before iOS 18: ``slmdeploy.llm-kvio/1`` as two fixed-shape packages (prefill ``P`` tokens, decode 1)."""
     length = prefill_len(target, max_seq_len)
@@ -330,149 +262,3 @@ def export_module(source: ModelSource, target: Target, out_dir: Path, stage: Sta
     )
 
 
-def whole_program(target: Target) -> dict[str, Any]:
-    """A Core ML program has no partitioning here: Core ML places ops on the device at load time."""
-    return {
-        "delegated_fraction": 1.0,
-        "by_delegate": {"coreml": {"compute_units": compute_units(target)}},
-        "fallback_ops": {},
-        "note": "the whole program is Core ML; which ops run on the Neural Engine, GPU or CPU is decided by Core ML "
-        "on the device (inspect with MLComputePlan on macOS)",
-    }
-
-
-def _ops(spec) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for function in spec.mlProgram.functions.values():
-        for block in function.block_specializations.values():
-            for op in block.operations:
-                counts[op.type] = counts.get(op.type, 0) + 1
-    return counts
-
-
-def _array(array_type) -> tuple[str, list]:
-    """(dtype, shape) of a Core ML array type; a flexible dimension is its ``[lower, upper]`` range."""
-    import coremltools as ct
-
-    name = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(array_type.dataType)
-    ranges = array_type.shapeRange.sizeRanges
-    shape = [r.lowerBound if r.lowerBound == r.upperBound else [r.lowerBound, r.upperBound] for r in ranges] \
-        if ranges else [int(d) for d in array_type.shape]
-    return DTYPES.get(name, name.lower()), shape
-
-
-def _wanted(spec: TensorSpec, dims: dict[str, list[int]]) -> tuple[str, list]:
-    return spec.dtype, [dims.get(d, d) if isinstance(d, str) else d for d in spec.shape]
-
-
-def _interface_problems(kind: str, got: list[tuple[str, str, list]], want: list[TensorSpec],
-                        dims: dict[str, list[int]]) -> list[str]:
-    """Names, dtypes and shapes of one kind of feature against what the exporter intended."""
-    names = [g[0] for g in got]
-    if names != [w.name for w in want]:
-        return [f"{kind} are {names}, expected {[w.name for w in want]}"]
-    problems = []
-    for (name, dtype, shape), spec in zip(got, want):
-        w_dtype, w_shape = _wanted(spec, dims)
-        if (dtype, shape) != (w_dtype, w_shape):
-            problems.append(f"{kind[:-1]} {name} is {dtype}{shape}, expected {w_dtype}{w_shape}")
-    return problems
-
-
-def _features(desc) -> dict[str, list[tuple[str, str, list]]]:
-    return {
-        "inputs": [(f.name, *_array(f.type.multiArrayType)) for f in desc.input],
-        "outputs": [(f.name, *_array(f.type.multiArrayType)) for f in desc.output],
-        "states": [(f.name, *_array(f.type.stateType.arrayType)) for f in desc.state],
-    }
-
-
-def packages(path: Path) -> list[str]:
-    """The package names in an artifact's zip (``model``; or ``prefill`` and ``decode``)."""
-    with zipfile.ZipFile(path) as zf:
-        tops = {Path(n).parts[0] for n in zf.namelist()}
-    return sorted(t.removesuffix(".mlpackage") for t in tops if t.endswith(".mlpackage"))
-
-
-def _load_spec(path: Path, package: str = PACKAGE):
-    import tempfile
-
-    import coremltools as ct
-
-    with tempfile.TemporaryDirectory() as tmp:
-        with zipfile.ZipFile(path) as zf:
-            zf.extractall(tmp, members=[n for n in zf.namelist() if Path(n).parts[0] == f"{package}.mlpackage"])
-        package_dir = Path(tmp) / f"{package}.mlpackage"
-        if not package_dir.is_dir():
-            raise SpecCheckError(f"{path.name} holds no {package}.mlpackage (it has {packages(path)}); "
-                                 "re-export it with this version of slmdeploy.")
-        return ct.models.MLModel(str(package_dir), skip_model_load=True).get_spec()
-
-
-def validate_package(path: Path, target: Target, expect: dict[str, Any], package: str = PACKAGE) -> dict[str, Any]:
-    """Load the package back without compiling it and check its interface (names, dtypes,
-    shapes of inputs, outputs and states) and opset against what the exporter intended.
-
-    Returns ``{"status": "passed"|"failed", "checks": [...], "problems": [...]}``; this is a
-    structural check, not a prediction (Core ML cannot run on Linux).
-    """
-    spec = _load_spec(path, package)
-    dims = expect.get("dims", {})
-    problems: list[str] = []
-    checks: list[str] = []
-    for kind, got in _features(spec.description).items():
-        checks.append(f"{kind} " + ", ".join(f"{n}: {d}{s}" for n, d, s in got))
-        problems += _interface_problems(kind, got, expect[kind], dims)
-    target_os = deployment_target(target)
-    if spec.specificationVersion < SPEC_VERSION.get(target_os, 0):
-        problems.append(f"spec version {spec.specificationVersion} is older than {target_os} needs")
-    checks.append(f"spec version {spec.specificationVersion} (ML program, {target_os})")
-    if not spec.WhichOneof("Type") == "mlProgram":
-        problems.append(f"model type is {spec.WhichOneof('Type')}, expected mlProgram")
-    ops = _ops(spec)
-    op = weight_op(target)
-    if op:
-        checks.append(f"{ops.get(op, 0)} {op} weight ops")
-        if not ops.get(op):
-            problems.append(f"no {op} ops: the weights are not quantized")
-    writes = ops.get("write_state", 0)
-    if expect["states"] or writes:
-        checks.append(f"{writes} write_state ops")
-        if writes != len(expect["states"]):
-            problems.append(f"{writes} write_state ops for {len(expect['states'])} states")
-    return {"status": "failed" if problems else "passed", "checks": checks, "problems": problems,
-            "ops": dict(sorted(ops.items()))}
-
-
-def validate_packages(path: Path, target: Target, expects: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``validate_package`` for each package of a stateless LLM (``{package: expect}``): every
-    package is checked, and the zip must hold those packages and no others."""
-    per = {name: validate_package(path, target, expect, package=name) for name, expect in expects.items()}
-    problems = [f"{name}: {p}" for name, r in per.items() for p in r["problems"]]
-    if packages(path) != sorted(expects):
-        problems.insert(0, f"the zip holds packages {packages(path)}, expected {sorted(expects)}")
-    ops: dict[str, int] = {}
-    for r in per.values():
-        for op, n in r["ops"].items():
-            ops[op] = ops.get(op, 0) + n
-    return {"status": "failed" if problems else "passed",
-            "checks": [f"{name}: {c}" for name, r in per.items() for c in r["checks"]],
-            "problems": problems, "ops": dict(sorted(ops.items())), "packages": per}
-
-
-def check_package(path: Path, target: Target, expect: dict[str, Any], package: str = PACKAGE) -> dict[str, Any]:
-    """``validate_package``, and a failure stops the export (nothing broken is cached)."""
-    return _raise_failed(validate_package(path, target, expect, package), target)
-
-
-def check_packages(path: Path, target: Target, expects: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return _raise_failed(validate_packages(path, target, expects), target)
-
-
-def _raise_failed(result: dict[str, Any], target: Target) -> dict[str, Any]:
-    if result["status"] != "passed":
-        raise SpecCheckError(
-            f"Core ML spec check of {target.name} failed: {'; '.join(result['problems'])}. The package is not what "
-            "slmdeploy meant to build and was not kept; try another target or coremltools version, and report it."
-        )
-    return result
