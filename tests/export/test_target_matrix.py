@@ -179,6 +179,9 @@ def test_tflite_greedy_generation_matches_eager_pytorch(export_once):
     v = artifact.manifest.verification
     assert v["status"] == "passed" and "XNNPACK" in v["checked_on"]
     assert set(v["not_verified_delegates"]) == {"gpu", "nnapi"} and "Android" in v["not_verified_delegates"]["nnapi"]
+    # the kvio convention, stated as Core ML's I/O-cache artifacts state it
+    assert llm.kv_cache == "io" and llm.cache_outputs == llm.cache_tensors and llm.cache_dtype == "float32"
+    assert len(llm.cache_shape) == 4 and llm.cache_shape[2] == llm.max_seq_len
     interp = Interpreter(model_path=str(artifact.model_file))
     assert set(interp.get_signature_list()) == {"prefill", "decode"}
     prefill, decode = interp.get_signature_runner("prefill"), interp.get_signature_runner("decode")

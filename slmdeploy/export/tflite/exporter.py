@@ -178,7 +178,9 @@ def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: P
         quantization=describe(target),
         llm=LLMSpec(convention=LLM_KV_IO_CONVENTION, max_seq_len=max_seq_len, vocab_size=vocab,
                     prefill_method="prefill", decode_method="decode", dynamic_prefill=False,
-                    prefill_seq_len=length, kv_cache="io", cache_tensors=wrapped.cache_names()),
+                    prefill_seq_len=length, kv_cache="io", cache_tensors=wrapped.cache_names(),
+                    cache_dtype="float32", cache_shape=list(wrapped.cache_shape()),
+                    cache_outputs=wrapped.cache_names()),  # LiteRT: an output may share its input's name
         delegation=report,
         reference=reference,
         quantized_reference=quantized_reference,
