@@ -59,11 +59,18 @@ def test_telemetry_over_the_shell_is_the_phone_sysfs(phone):
 
 
 def test_throttled_phone_reports_it(adb_server, tmp_path):
+    """Android's own thermal status (dumpsys thermalservice) first; capped cpufreq where a device has no dumpsys."""
     profile = load_profile("pixel8").with_thermal(trip_c=40.0, heat_c_per_cpu_s=5.0, cooling_tau_s=600.0)
     with EmulatedPhone(profile, root=tmp_path / "phone") as phone:
+        dev = open_device(f"adb-direct:{phone.serial}")
+        cool = dev.info()
         phone.thermal.step(10.0, 8.0)  # ten seconds of eight busy cores: far past the trip point
-        info = open_device(f"adb-direct:{phone.serial}").info()
-    assert info.thermal_status == "throttled" and info.extra["thermal_status_source"] == "cpufreq"
+        info = dev.info()
+        phone.sandbox.path("system/bin/dumpsys").unlink()  # a device without dumpsys
+        fallback = dev.info()
+    assert cool.thermal_status == "none" and cool.extra["thermal_status_source"] == "thermalservice"
+    assert info.thermal_status == "moderate" and info.extra["thermal_status_source"] == "thermalservice"
+    assert fallback.thermal_status == "throttled" and fallback.extra["thermal_status_source"] == "cpufreq"
     assert info.thermal_max_c > 40
 
 

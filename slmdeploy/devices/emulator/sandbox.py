@@ -65,6 +65,17 @@ done < "$props"
 printf '%s\n' "${2:-}"
 """
 
+# dumpsys for the emulated phone: only `dumpsys thermalservice`, in Android's own format, from
+# the status the thermal model writes (PowerManager.THERMAL_STATUS_*: 0 none ... 6 shutdown).
+_DUMPSYS = r"""#!/bin/sh
+case "$1" in
+  thermalservice)
+    status=$(cat "$(dirname -- "$0")/../thermal_status" 2>/dev/null || echo 0)
+    printf 'IsStatusOverride: false\nThermalEventListeners:\n\tcallbacks: 0\nThermal Status: %s\n' "$status" ;;
+  *) echo "Can't find service: $1" >&2; exit 1 ;;
+esac
+"""
+
 # ARMv8.2+ baseline the profiled cores (A5xx/A7xx/X-series of 2022-2024) all report.
 _CPU_FEATURES = ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm "
                  "jscvt fcma lrcpc dcpop sha3 sm3 sm4 asimddp sha512 asimdfhm dit uscat ilrcpc "
@@ -112,6 +123,8 @@ class Sandbox:
             self.path(rel).mkdir(parents=True)
         self.write_state("system/build.prop", "".join(f"{k}={v}\n" for k, v in self.props().items()))
         self.write_state("system/bin/getprop", _GETPROP, mode=0o755)
+        self.write_state("system/bin/dumpsys", _DUMPSYS, mode=0o755)
+        self.write_state("system/thermal_status", "0\n")
         sh = self.path("system/bin/sh")
         if not sh.is_symlink():
             sh.symlink_to("/bin/sh")

@@ -111,6 +111,8 @@ class ThermalModel:
             base = f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
             files[f"{base}/scaling_max_freq"] = str(cap)
             files[f"{base}/scaling_cur_freq"] = str(cap if busy > BUSY_THRESHOLD else cluster.min_khz)
+        # what thermalservice reports: moderate (2) while the governor caps the cores
+        files["system/thermal_status"] = "2" if throttled else "0"
         battery = self.profile.battery
         if battery is not None:
             files["sys/class/power_supply/battery/temp"] = str(round(battery.temp_dc + 2 * rise))
