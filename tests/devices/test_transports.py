@@ -190,11 +190,17 @@ def test_big_transfers_use_bounded_memory(device, scratch, tmp_path):
     device.shell(["rm", "-f", remote])
 
 
-def test_adb_server_path_for_phones_without_shell_v2(phone):
+def test_adb_server_path_for_phones_without_shell_v2(adb_server, tmp_path):
     """Android < 7 has no shell protocol v2: exec + markers give the same answers."""
-    dev = open_device(f"adb:{phone.serial}")
-    dev._features = {"cmd"}  # what such a phone's adbd advertises: no shell_v2
-    result = dev.shell(["sh", "-c", "echo out; echo err >&2; exit 5"])
-    assert (result.exit_code, result.stdout, result.stderr) == (5, "out\n", "err\n")
-    with pytest.raises(DeviceError, match="timed out"):
-        dev.shell("sleep 30", timeout=1)
+    from slmdeploy.devices.emulator import EmulatedPhone
+
+    with EmulatedPhone("pixel8", root=tmp_path / "old-phone", features=("cmd", "stat_v2")) as old:
+        adb_server.connect(old.serial)
+        # the real client sees an old phone: shell works, but its exit code is lost (always 0)
+        legacy = adb_server.adb("-s", old.serial, "shell", "echo hi; exit 3")
+        assert (legacy.returncode, legacy.stdout) == (0, "hi\n")
+        dev = open_device(f"adb:{old.serial}")
+        result = dev.shell(["sh", "-c", "echo out; echo err >&2; exit 5"])
+        assert (result.exit_code, result.stdout, result.stderr) == (5, "out\n", "err\n")
+        with pytest.raises(DeviceError, match="timed out"):
+            dev.shell("sleep 30", timeout=1)

@@ -56,6 +56,8 @@ class EmulatedPhone:
         faults: faults armed at start; change them later with the methods below.
         isolation: "auto", "namespace" or "rewrite" (see sandbox.py).
         thermal_interval_s: how often the heating model updates the sysfs files.
+        features: what adbd advertises in its banner; leave out ``shell_v2`` for a phone
+            older than Android 7 (its ``shell,v2`` requests are then refused, as such an adbd does).
     """
 
     def __init__(
@@ -71,7 +73,9 @@ class EmulatedPhone:
         faults: FaultPlan | None = None,
         isolation: str = "auto",
         thermal_interval_s: float = 0.2,
+        features: tuple[str, ...] = FEATURES,
     ) -> None:
+        self.features = tuple(features)
         self.profile = profile if isinstance(profile, Profile) else load_profile(profile)
         self._own_root = root is None
         self.root = Path(root) if root is not None else temporary_root()
@@ -190,11 +194,13 @@ class EmulatedPhone:
     def banner(self) -> str:
         props = self.sandbox.props()
         fields = [f"{k}={props.get(k, '')}" for k in ("ro.product.name", "ro.product.model", "ro.product.device")]
-        fields.append("features=" + ",".join(FEATURES))
+        fields.append("features=" + ",".join(self.features))
         return "device::" + ";".join(fields)
 
     def resolve_service(self, name: str) -> Service | None:
         """The handler for an OPENed service name, or None (the host gets CLSE)."""
+        if name.startswith("shell,") and "shell_v2" not in self.features:
+            return None  # an adbd without the shell protocol does not know the service
         if name.startswith(("shell:", "shell,", "exec:")):
             request = shell_request(name)
             return lambda stream, conn: ShellSession(self, conn, stream, request).run()
