@@ -14,6 +14,8 @@
 
 namespace slmh {
 
+class Json;
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -29,6 +31,8 @@ class Backend {
   virtual void load(const Args& args) = 0;
   // The thread pool size in effect after load().
   virtual int64_t threads_in_effect() const = 0;
+  // Adds the runtime's own fields to the load event (LiteRT: the accelerators).
+  virtual void describe_load(Json& load) const { (void)load; }
 
   // LLM workload: pre-allocates inputs for a prefill of `prompt` and single-token decodes.
   // Throws UsageError for a workload the program cannot run, LoadError otherwise.

@@ -143,6 +143,12 @@ class LiteRtBackend : public Backend {
   std::string runtime_version() const override { return SLMH_LITERT_VERSION; }
 
   void configure_threads(int64_t threads) override { threads_ = threads > 0 ? threads : default_thread_count(); }
+
+  void describe_load(Json& load) const override {
+    load.str("accelerator", accelerator_);
+    if (accelerators_known_) load.strs("accelerators", accelerator_names_);
+    if (fully_accelerated_ >= 0) load.boolean("fully_accelerated", fully_accelerated_ == 1);
+  }
   int64_t threads_in_effect() const override { return threads_; }
 
   void load(const Args& args) override {
@@ -169,7 +175,10 @@ class LiteRtBackend : public Backend {
             "creating the runtime options");
       check(LiteRtAddOpaqueOptions(options_, runtime), "adding the runtime options");
     }
-    check(LiteRtCreateCompiledModel(env_, model_, options_, &compiled_), "compiling " + args.model);
+    check(LiteRtCreateCompiledModel(env_, model_, options_, &compiled_),
+          args.accelerator == "gpu" ? "compiling " + args.model + " for the GPU accelerator (see LiteRT's log above)"
+                                    : "compiling " + args.model);
+    check_accelerators(args);
     if (!profile_path_.empty()) {
       check(LiteRtCompiledModelGetProfiler(compiled_, &profiler_), "getting the profiler (--litert-profile)");
       if (!profiler_) throw LoadError("the compiled model has no profiler (--litert-profile)");
@@ -240,6 +249,48 @@ class LiteRtBackend : public Backend {
   }
 
  private:
+  // What is in effect after compiling: the environment's registered accelerators and
+  // whether the model is fully accelerated. A GPU request with no GPU accelerator
+  // registered is a load error -- LiteRT would run it on the CPU, and the run would be
+  // labelled GPU.
+  void check_accelerators(const Args& args) {
+    accelerator_ = args.accelerator;
+    bool gpu_registered = false;
+    LiteRtParamIndex count = 0;
+    if (LiteRtGetNumAccelerators(env_, &count) == SLMH_LITERT_OK) {
+      accelerators_known_ = true;
+      for (LiteRtParamIndex i = 0; i < count; ++i) {
+        LiteRtAccelerator accelerator = nullptr;
+        const char* name = nullptr;
+        int hardware = 0;
+        if (LiteRtGetAccelerator(env_, i, &accelerator) != SLMH_LITERT_OK || !accelerator) continue;
+        if (LiteRtGetAcceleratorName(accelerator, &name) != SLMH_LITERT_OK || !name) name = "unknown";
+        accelerator_names_.emplace_back(name);
+        if (LiteRtGetAcceleratorHardwareSupport(accelerator, &hardware) == SLMH_LITERT_OK &&
+            (hardware & kSlmhLiteRtGpu)) {
+          gpu_registered = true;
+        }
+      }
+    }
+    bool fully = false;
+    if (args.accelerator == "gpu") {
+      // Fully accelerated means every op on the GPU (the CPU is the fallback for the rest).
+      if (LiteRtCompiledModelIsNonCpuFullyAccelerated(compiled_, &fully) == SLMH_LITERT_OK) fully_accelerated_ = fully;
+    } else if (LiteRtCompiledModelIsFullyAccelerated(compiled_, &fully) == SLMH_LITERT_OK) {
+      fully_accelerated_ = fully;
+    }
+    if (args.accelerator == "gpu" && !gpu_registered) {
+      std::string names;
+      for (const auto& n : accelerator_names_) names += (names.empty() ? "" : ", ") + n;
+      throw LoadError(
+          "--accelerator gpu: no GPU accelerator is available in this LiteRT build (registered: " +
+          (names.empty() ? std::string("none") : names) +
+          "); on Android ship the LiteRT GPU accelerator library (libLiteRtGpuAccelerator.so, "
+          "libLiteRtClGlAccelerator.so or libLiteRtOpenClAccelerator.so from the LiteRT Maven AAR) next to "
+          "libLiteRt.so, or run with --accelerator cpu");
+    }
+  }
+
   Signature* find(const std::string& key) {
     for (auto& sig : signatures_) {
       if (sig.key == key) return &sig;
@@ -541,6 +592,11 @@ class LiteRtBackend : public Backend {
   LiteRtOptions options_ = nullptr;
   LiteRtCompiledModel compiled_ = nullptr;
   int64_t threads_ = 1;
+  // What check_accelerators() found (the load event's accelerator fields).
+  std::string accelerator_ = "cpu";
+  std::vector<std::string> accelerator_names_;
+  bool accelerators_known_ = false;
+  int fully_accelerated_ = -1;  // -1: the runtime could not tell
   std::vector<Signature> signatures_;  // complete after load(); the pointers below point into it
   std::map<std::string, StatePair> states_;
   int parity_ = 0;  // which buffer of each state pair the next call reads

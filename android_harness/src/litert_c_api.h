@@ -11,6 +11,15 @@
 //     file name from the second argument register.
 //   * LiteRtGetRankedTensorType copies 72 bytes: the element type, then the 68-byte
 //     layout {rank:7, has_strides:1, int32 dimensions[8], uint32 strides[8]}.
+//   * Accelerators (litert/c/litert_accelerator.h): LiteRtGetNumAccelerators(env, &n),
+//     LiteRtGetAccelerator(env, i, &accelerator), LiteRtGetAcceleratorName(accelerator,
+//     &name) and LiteRtGetAcceleratorHardwareSupport(accelerator, &int bits). The environment
+//     registers the CPU accelerator (XNNPACK, built in) and, where it can dlopen one, a GPU
+//     accelerator library (2.3.0's .rodata names libLiteRtGpuAccelerator.so,
+//     libLiteRtWebGpuAccelerator.so, libLiteRtOpenClAccelerator.so and
+//     libLiteRtVulkanAccelerator.so). LiteRtCompiledModelIsFullyAccelerated and
+//     LiteRtCompiledModelIsNonCpuFullyAccelerated take (compiled, bool*): the disassembly of
+//     2.3.0 null-checks both arguments and stores one byte through the second.
 //   * Profiling (litert/c/litert_profiler.h, litert_profiler_event.h,
 //     options/litert_runtime_options.h): the runtime options are opaque options with the
 //     identifier "runtime_options_string" and a TOML payload ("enable_profiling = true\n"),
@@ -49,6 +58,7 @@ typedef struct LiteRtCompiledModelT* LiteRtCompiledModel;
 typedef struct LiteRtTensorBufferT* LiteRtTensorBuffer;
 typedef struct LiteRtTensorBufferRequirementsT* LiteRtTensorBufferRequirements;
 typedef struct LiteRtProfilerT* LiteRtProfiler;
+typedef struct LiteRtAcceleratorT* LiteRtAccelerator;
 typedef size_t LiteRtParamIndex;
 
 // LiteRtHwAccelerators bits.
@@ -99,6 +109,13 @@ LiteRtStatus LiteRtGetSignatureOutputName(LiteRtSignature sig, LiteRtParamIndex 
 LiteRtStatus LiteRtGetSignatureOutputTensorByIndex(LiteRtSignature sig, LiteRtParamIndex index, LiteRtTensor* t);
 LiteRtStatus LiteRtGetRankedTensorType(LiteRtTensor tensor, SlmhLiteRtRankedTensorType* type);
 
+// Accelerators registered to an environment (litert_accelerator.h).
+LiteRtStatus LiteRtGetNumAccelerators(LiteRtEnvironment env, LiteRtParamIndex* num);
+LiteRtStatus LiteRtGetAccelerator(LiteRtEnvironment env, LiteRtParamIndex index, LiteRtAccelerator* accelerator);
+LiteRtStatus LiteRtGetAcceleratorName(LiteRtAccelerator accelerator, const char** name);
+// `hardware`: a bit field of kSlmhLiteRt{Cpu,Gpu} (LiteRtHwAcceleratorSet is an int).
+LiteRtStatus LiteRtGetAcceleratorHardwareSupport(LiteRtAccelerator accelerator, int* hardware);
+
 // Compilation options. CPU options travel as opaque options with the identifier
 // "xnnpack" and a TOML payload ("num_threads = N\n"), which is what LiteRT's own
 // LrtGetOpaqueCpuOptionsData builds; the payload is freed by the destructor given.
@@ -121,6 +138,11 @@ LiteRtStatus LiteRtGetCompiledModelOutputBufferRequirements(LiteRtCompiledModel 
                                                             LiteRtTensorBufferRequirements* req);
 LiteRtStatus LiteRtRunCompiledModel(LiteRtCompiledModel compiled, LiteRtParamIndex signature, size_t num_inputs,
                                     LiteRtTensorBuffer* inputs, size_t num_outputs, LiteRtTensorBuffer* outputs);
+
+// Whether every op went to the selected accelerator(s) (no op left to the TFLite
+// interpreter's own kernels), and whether every op went to a non-CPU accelerator.
+LiteRtStatus LiteRtCompiledModelIsFullyAccelerated(LiteRtCompiledModel compiled, bool* fully_accelerated);
+LiteRtStatus LiteRtCompiledModelIsNonCpuFullyAccelerated(LiteRtCompiledModel compiled, bool* fully_accelerated);
 
 // Tensor buffers.
 LiteRtStatus LiteRtGetTensorBufferRequirementsBufferSize(LiteRtTensorBufferRequirements req, size_t* size);

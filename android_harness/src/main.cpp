@@ -235,6 +235,7 @@ int run(int argc, char** argv) {
     load.str("type", "load").num("t_ns", since_start_ns()).num("ns", load_ns);
     if (before.rss_kib >= 0) load.num("rss_before_kib", before.rss_kib);
     load.num("threads", backend->threads_in_effect());
+    backend->describe_load(load);
     trace.write(add_mem(load, mem_snapshot()).done());
     check_interrupt();
 

@@ -58,6 +58,13 @@ def _device_label(r: dict[str, Any]) -> str:
     return spec if spec == "local" or not r.get("device_model") else f"{r['device_model']} ({spec})"
 
 
+def _delegate_label(r: dict[str, Any]) -> str:
+    """The artifact's delegates; for a LiteRT run, the accelerator it ran on: ``xnnpack+gpu+nnapi @gpu``."""
+    delegates = str(r.get("delegates") or "-")
+    accelerator = r.get("accelerator")
+    return f"{delegates} @{accelerator}" if isinstance(accelerator, str) and accelerator else delegates
+
+
 def display_rows(frame: pd.DataFrame) -> list[dict[str, str]]:
     rows = []
     for r in frame.to_dict("records"):
@@ -70,7 +77,7 @@ def display_rows(frame: pd.DataFrame) -> list[dict[str, str]]:
                 "params": _params(r.get("params")),
                 "size": _size(r.get("model_size")),
                 "runtime": str(r.get("runtime") or "-"),
-                "delegates": str(r.get("delegates") or "-"),
+                "delegates": _delegate_label(r),
                 "quant": str(r.get("quant") or "-"),
                 "device": _device_label(r),
                 "harness": str(r.get("harness") or "-"),

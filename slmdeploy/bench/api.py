@@ -29,7 +29,7 @@ from slmdeploy.devices import Device, open_device
 from slmdeploy.devices.clean import kill_strays, kill_strays_quietly
 from slmdeploy.devices.cooldown import wait_until_cool
 from slmdeploy.devices.deploy import deploy_file, pull_into
-from slmdeploy.errors import DeviceError, HarnessError
+from slmdeploy.errors import DeviceError, HarnessError, WorkloadError
 from slmdeploy.export.artifact import Artifact
 from slmdeploy.export.source import sha256_file
 from slmdeploy.harness.protocol import EXIT_OK, HarnessArgs
@@ -37,6 +37,7 @@ from slmdeploy.harness.trace import read_trace
 
 DEFAULT_RUNS_DIR = Path("runs")
 PULLED = (TRACE_FILE, "harness.stdout", "harness.stderr")
+ACCELERATORS = ("cpu", "gpu")
 
 
 @dataclass
@@ -77,6 +78,24 @@ def _deploy(device: Device, artifact: Artifact, plan: harnesses.HarnessPlan, pro
         device.shell(["ln", "-sf", remote, f"{lib_dir}/{lib.name}"], timeout=30)
     remote_bin, _ = deploy_file(device, binary, sha256_file(binary), executable=True, progress=progress)
     return model_remote, ["env", f"LD_LIBRARY_PATH={lib_dir}", remote_bin]
+
+
+def check_accelerator(accelerator: str, artifact: Artifact, harness: str) -> None:
+    """``accelerator="gpu"`` is LiteRT's GPU accelerator: a .tflite meant for it, the native harness."""
+    if accelerator not in ACCELERATORS:
+        raise WorkloadError(f"unknown accelerator {accelerator!r}; choose one of {', '.join(ACCELERATORS)}.")
+    if accelerator == "cpu":
+        return
+    m = artifact.manifest
+    if m.runtime != "tflite":
+        raise WorkloadError(f"--accelerator gpu selects LiteRT's GPU accelerator; {artifact.name} is {m.runtime} "
+                            "(its delegates were chosen at export). Export a tflite target, or drop --accelerator.")
+    if "gpu" not in m.delegates:
+        raise WorkloadError(f"--accelerator gpu: {artifact.name} was exported for {'+'.join(m.delegates)}, not gpu. "
+                            "Export a tflite target whose delegates include gpu, or use --accelerator cpu.")
+    if harness == "python":
+        raise HarnessError("--accelerator gpu needs the native harness (the Python harness runs ExecuTorch only); "
+                           "use --harness native or auto.")
 
 
 def _harness_args(artifact: Artifact, workload: Workload, model_remote: str, run_id: str,
@@ -142,18 +161,22 @@ def bench(
     progress: bool = True,
     cooldown_c: float | None = None,
     cooldown_timeout: float = 600.0,
+    accelerator: str = "cpu",
 ) -> RunResult:
     """Benchmark ``artifact`` on ``device``; see the module docstring for the flow.
 
     ``harness`` is ``auto`` (Python on this host, native elsewhere), ``python`` or ``native``;
     ``python`` names the interpreter on the device for the Python harness. With
     ``cooldown_c``, every attempt first waits (up to ``cooldown_timeout`` s) until the
-    device's hottest thermal zone is below that many °C.
+    device's hottest thermal zone is below that many °C. ``accelerator`` (``cpu`` or
+    ``gpu``) is LiteRT's: ``gpu`` runs a .tflite whose target lists the gpu delegate on the
+    device's GPU accelerator (native harness), and fails if the device's LiteRT has none.
     """
     workload = workload or Workload()
     art = resolve_artifact(artifact, progress)
     art.verify()
     workload.check(art.manifest)
+    check_accelerator(accelerator, art, harness)
     given_inputs = load_inputs(workload.inputs, art.manifest)
     dev = open_device(device)
     runs_dir = Path(runs_dir)
@@ -166,6 +189,7 @@ def bench(
         artifact_sha256=m.model_file.sha256, model_size=m.model_file.size, runtime=m.runtime,
         delegates=m.delegates, quant=m.quantization.get("scheme"), target=m.target.get("name"),
         device=dev.spec, workload=workload.to_dict(),
+        **({"accelerator": accelerator} if m.runtime == "tflite" else {}),
     )
     shutil.copy2(art.path / "manifest.json", rd.path / "manifest.json")
     input_files = write_inputs(given_inputs, rd.path / "inputs")
@@ -180,6 +204,8 @@ def bench(
             profile_file = profile_file_for(m.runtime) if profile else None
             if profile_file == LITERT_PROFILE_FILE:  # a native harness extension, not protocol v1
                 command = [*command, "--litert-profile", LITERT_PROFILE_FILE]
+            if accelerator != "cpu":  # a native harness extension, not protocol v1 (cpu: its default)
+                command = [*command, "--accelerator", accelerator]
             args = _harness_args(art, workload, model_remote, rd.run_id, profile_file)
             args.inputs = [deploy_file(dev, f, sha256_file(f), progress=False)[0] for f in input_files]
             outcome = _attempts(dev, rd, command, args, _Attempts(timeout, retries, profile_file, progress, cooldown_c,
@@ -190,7 +216,7 @@ def bench(
         _store_quietly(rd, db_path)
         raise
     status = "complete" if outcome.complete else "incomplete"
-    rd.update(status=status, finished_at=now_iso(), error=outcome.error)
+    rd.update(status=status, finished_at=now_iso(), error=outcome.error, **_accelerated(rd))
     store_run(rd.path, db_path)
     summary = summarize(read_trace(rd.path / TRACE_FILE)) if (rd.path / TRACE_FILE).exists() else {}
     result = RunResult(run_dir=rd.path, status=status, summary=summary, meta=rd.meta)
@@ -251,6 +277,14 @@ def _attempts(dev: Device, rd: RunDir, command: list[str], args: HarnessArgs, ho
         rd.update(status="incomplete", error=f"attempt {attempts} of {how.retries + 1} failed: {error}; retrying")
         if trace is not None:  # keep the interrupted attempt's measurements beside the retry
             (rd.path / TRACE_FILE).rename(rd.path / f"trace.attempt{attempts}.jsonl")
+
+
+def _accelerated(rd: RunDir) -> dict[str, Any]:
+    """The native LiteRT harness's word on what ran: whether every op went to the accelerator."""
+    path = rd.path / TRACE_FILE
+    loads = read_trace(path).of("load") if path.exists() else []
+    fully = loads[0].get("fully_accelerated") if loads else None
+    return {"fully_accelerated": fully} if isinstance(fully, bool) else {}
 
 
 def _stderr_tail(rd: RunDir) -> str | None:

@@ -28,11 +28,13 @@ from slmdeploy.cli.common import emit_json, json_option, stdout
 @click.option("--python", "python", metavar="PATH", help="--harness python: the interpreter on the device [default: python3; this host: the current one].")
 @click.option("--cooldown-below", "cooldown_c", type=float, metavar="C", help="Before each run, wait until the device's hottest thermal zone is below C °C.")
 @click.option("--cooldown-timeout", default=600.0, show_default=True, help="Seconds to wait for --cooldown-below before failing.")
+@click.option("--accelerator", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
+              help="LiteRT (.tflite, native harness): gpu runs on the device's GPU accelerator (the target must list the gpu delegate); fails where the device's LiteRT has none.")
 @json_option
 def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, runs: int, warmup: int, threads: int,
               iterations: int, inputs: tuple[str, ...], harness: str, runs_dir: Path, db: Path | None, timeout: float, retries: int,
               telemetry_ms: int, profile: bool, python: str | None, cooldown_c: float | None, cooldown_timeout: float,
-              as_json: bool) -> None:
+              accelerator: str, as_json: bool) -> None:
     """Benchmark ARTIFACT (an artifact directory, or a model name exported for this host) on a device.
 
     \b
@@ -41,6 +43,7 @@ def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, r
       slmdeploy bench artifacts/smollm2-135m-host-xnnpack -p 64 -g 32 -r 3 --json
       slmdeploy bench artifacts/x --device adb:R58N12ABCDE --harness native --cooldown-below 40
       slmdeploy bench artifacts/my-cnn --input image.npy --iterations 100
+      slmdeploy bench artifacts/x-tflite --device adb:R58N12ABCDE --accelerator gpu
     """
     from slmdeploy.analysis.table import results_table
     from slmdeploy.bench import Workload, bench
@@ -50,7 +53,7 @@ def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, r
                         iterations=iterations, telemetry_interval_ms=telemetry_ms, inputs=tuple(inputs))
     result = bench(artifact, device, workload=workload, harness=harness, runs_dir=runs_dir, db=db, timeout=timeout,
                    retries=retries, profile=profile, python=python, progress=not as_json, cooldown_c=cooldown_c,
-                   cooldown_timeout=cooldown_timeout)
+                   cooldown_timeout=cooldown_timeout, accelerator=accelerator)
     frame = load_runs(result.run_dir)
     if as_json:
         emit_json({"run_dir": str(result.run_dir), "status": result.status, "result": frame.to_dict("records")[0]})
