@@ -35,7 +35,7 @@ def _work(artifact) -> Workload:
                     telemetry_interval_ms=0)
 
 
-def test_gpu_on_the_phone_fails_with_the_harness_reason(lab, micro_tflite, tmp_path):
+def test_gpu_on_the_phone_fails_with_the_harness_reason(lab, micro_tflite, bundle, tmp_path):
     runs = tmp_path / "runs"
     assert "gpu" in micro_tflite.manifest.delegates
     with pytest.raises(HarnessError, match=NO_GPU):

@@ -19,16 +19,9 @@ from slmdeploy.bench import Workload, bench
 from slmdeploy.cli.main import cli
 from slmdeploy.devices.deploy import blob_path
 from slmdeploy.export.source import sha256_file
-from slmdeploy.harness import native
 from slmdeploy.harness.trace import read_trace
 
 SMALL = Workload(prompt_tokens=8, gen_tokens=4, runs=2, warmup=1, threads=2, telemetry_interval_ms=50)
-
-
-@pytest.fixture(scope="module")
-def bundle() -> list[Path]:
-    native.build(progress=False, jobs=2)
-    return native.bundle_for_abi(native.host_abi())
 
 
 def _device(lab, kind: str, tmp_path: Path):
