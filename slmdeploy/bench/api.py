@@ -267,8 +267,13 @@ def _attempts(dev: Device, rd: RunDir, command: list[str], args: HarnessArgs, ho
         except DeviceError as err:
             exit_code, failure = None, str(err)
         trace = read_trace(rd.path / TRACE_FILE) if (rd.path / TRACE_FILE).exists() else None
-        complete = bool(trace and trace.complete and exit_code == EXIT_OK)
+        # the link dropped but the harness finished on the device (its footer came back): the
+        # measurement is whole, and throwing it away would only make the lab run it again
+        finished_unseen = failure is not None and bool(trace and trace.complete)
+        complete = bool(trace and trace.complete and (exit_code == EXIT_OK or finished_unseen))
         rd.update(attempts=attempts, harness_exit_code=exit_code, wall_s=round(time.perf_counter() - start, 3))
+        if finished_unseen:
+            rd.update(link_lost=failure)
         if complete:
             return _Outcome(True, None)
         error = failure or (trace.error if trace else None) or _stderr_tail(rd) or f"harness exit {exit_code}"

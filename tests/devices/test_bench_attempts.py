@@ -58,6 +58,12 @@ def link_lost(run_dir: Path) -> int:
     raise DeviceError("link lost")
 
 
+def finished_then_link_lost(run_dir: Path) -> int:
+    """The harness finished on the device (footer written); the link died before its exit code came back."""
+    (run_dir / "trace.jsonl").write_text(PARTIAL + '{"type":"footer","status":"complete","runs":1}\n')
+    raise DeviceError("link lost")
+
+
 def host_crash(run_dir: Path) -> int:
     """The retry dies on this host before its harness wrote anything."""
     (run_dir / "trace.jsonl").unlink()
@@ -82,6 +88,14 @@ def test_a_retried_attempt_finds_the_run_marked_incomplete(monkeypatch, tmp_path
     meta = _run_json(run_dir)
     assert meta["status"] == "incomplete" and meta["attempts"] == 2 and meta["error"] == "link lost"
     assert (run_dir / "trace.attempt1.jsonl").read_text() == PARTIAL
+
+
+def test_a_run_that_finished_while_the_link_was_down_is_kept_complete(monkeypatch, tmp_path, tiny_fp32):
+    script = Script(finished_then_link_lost)
+    result = script.bench(monkeypatch, tmp_path, tiny_fp32, retries=1)
+    meta = _run_json(result.run_dir)
+    assert result.status == "complete" and len(script.seen) == 1  # not run again
+    assert meta["status"] == "complete" and meta["link_lost"] == "link lost" and meta["harness_exit_code"] is None
 
 
 def test_an_exception_after_a_kept_attempt_leaves_the_run_incomplete(monkeypatch, tmp_path, tiny_fp32):

@@ -30,6 +30,8 @@ from slmdeploy.harness.trace import read_trace
 # threads=2: the emulated Pixel 8 reports 9 cores, but they are this host's (2 in CI)
 SMALL = Workload(prompt_tokens=8, gen_tokens=4, runs=2, warmup=0, threads=2, telemetry_interval_ms=100)
 LONG = Workload(prompt_tokens=8, gen_tokens=4, runs=40, warmup=0, threads=2, telemetry_interval_ms=100)
+# long enough (seconds) that a harness cut off after a few runs is still running when bench reconnects
+LONGER = Workload(prompt_tokens=8, gen_tokens=4, runs=600, warmup=0, threads=2, telemetry_interval_ms=100)
 PYTHON = {"harness": "python", "python": sys.executable, "progress": False}
 
 
@@ -158,7 +160,7 @@ def test_link_lost_mid_run_is_stored_incomplete_with_finished_iterations(lab, ti
     runs_root = lab.phone.device_path(f"{adb.workdir}/runs")
     with DropMidRun(runs_root, lab.phone.drop_connections) as drop:
         with pytest.raises(HarnessError, match="incomplete"):
-            bench(tiny_fp32, f"adb:{lab.phone.serial}", workload=LONG, runs_dir=tmp_path / "runs", **PYTHON)
+            bench(tiny_fp32, f"adb:{lab.phone.serial}", workload=LONGER, runs_dir=tmp_path / "runs", **PYTHON)
     assert drop.seen_at_cut is not None, "the run ended before the link could be cut"
     run_dir = _only_run(tmp_path / "runs")
     meta = _meta(run_dir)
@@ -166,7 +168,7 @@ def test_link_lost_mid_run_is_stored_incomplete_with_finished_iterations(lab, ti
     trace = read_trace(run_dir / "trace.jsonl")  # pulled after reconnecting
     assert not trace.complete
     kept = _iterations(run_dir / "trace.jsonl")
-    assert drop.seen_at_cut <= len(kept) < 2 * LONG.runs
+    assert drop.seen_at_cut <= len(kept) < 2 * LONGER.runs
     row = _db_row(tmp_path / "runs", run_dir.name)
     assert row["status"] == "incomplete" and row["measured_runs"] >= 1
     iterations = read_table(tmp_path / "runs" / DB_NAME, "iterations")
@@ -177,10 +179,10 @@ def test_link_lost_mid_run_is_stored_incomplete_with_finished_iterations(lab, ti
 def test_ssh_run_dropped_mid_run_is_retried_to_completion(lab, tiny_fp32, tmp_path):
     board = lab.open("ssh", workdir=tmp_path / "board")
     with DropMidRun(tmp_path / "board" / "runs", lambda: lab.cut(board)) as drop:
-        result = bench(tiny_fp32, board, workload=LONG, runs_dir=tmp_path / "runs", retries=1, **PYTHON)
+        result = bench(tiny_fp32, board, workload=LONGER, runs_dir=tmp_path / "runs", retries=1, **PYTHON)
     assert drop.seen_at_cut is not None, "the run ended before the link could be cut"
     assert result.status == "complete" and result.meta["attempts"] == 2
-    assert result.summary["measured_runs"] == LONG.runs
+    assert result.summary["measured_runs"] == LONGER.runs
     first = result.run_dir / "trace.attempt1.jsonl"  # the interrupted attempt is kept beside the retry
     assert len(_iterations(first)) >= drop.seen_at_cut
     assert json.loads((result.run_dir / "device.json").read_text())["transport"] == "ssh"
