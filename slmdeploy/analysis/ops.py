@@ -1,6 +1,6 @@
 """A run's op-level profile, whichever runtime wrote it, as one breakdown table.
 
-``bench --etdump`` leaves ``etdump.etdp`` (ExecuTorch) or ``litert_profile.json`` (LiteRT,
+``bench --profile`` leaves ``etdump.etdp`` (ExecuTorch) or ``litert_profile.json`` (LiteRT,
 native harness) in the run directory; both become a DataFrame with the columns of
 ``etdump.COLUMNS``, so one table and one summary serve both runtimes.
 """

@@ -98,6 +98,12 @@ def check_accelerator(accelerator: str, artifact: Artifact, harness: str) -> Non
                            "use --harness native or auto.")
 
 
+def _native_extensions(profile_file: str | None, accelerator: str) -> list[str]:
+    """The native harness's LiteRT flags (not protocol v1): its op profiler, its GPU (cpu is the default)."""
+    flags = ["--litert-profile", LITERT_PROFILE_FILE] if profile_file == LITERT_PROFILE_FILE else []
+    return flags + (["--accelerator", accelerator] if accelerator != "cpu" else [])
+
+
 def _harness_args(artifact: Artifact, workload: Workload, model_remote: str, run_id: str,
                   profile: str | None) -> HarnessArgs:
     m = artifact.manifest
@@ -202,10 +208,7 @@ def bench(
             kill_strays(dev)
             model_remote, command = _deploy(dev, art, plan, progress)
             profile_file = profile_file_for(m.runtime) if profile else None
-            if profile_file == LITERT_PROFILE_FILE:  # a native harness extension, not protocol v1
-                command = [*command, "--litert-profile", LITERT_PROFILE_FILE]
-            if accelerator != "cpu":  # a native harness extension, not protocol v1 (cpu: its default)
-                command = [*command, "--accelerator", accelerator]
+            command = [*command, *_native_extensions(profile_file, accelerator)]
             args = _harness_args(art, workload, model_remote, rd.run_id, profile_file)
             args.inputs = [deploy_file(dev, f, sha256_file(f), progress=False)[0] for f in input_files]
             outcome = _attempts(dev, rd, command, args, _Attempts(timeout, retries, profile_file, progress, cooldown_c,

@@ -16,7 +16,8 @@ from slmdeploy.errors import WorkloadError
 from slmdeploy.export.manifest import Manifest, MethodSpec, TensorSpec
 
 
-def _expected(spec: TensorSpec, what: str):
+def _file_dtype(spec: TensorSpec, what: str):
+    """The numpy dtype an input file holds for ``spec``: its element type, little-endian."""
     import numpy as np
 
     try:
@@ -33,10 +34,10 @@ def _shape_matches(shape: tuple[int, ...], spec: TensorSpec) -> bool:
 def _raw_bytes(path: Path, spec: TensorSpec, what: str) -> bytes:
     import numpy as np
 
-    dtype = _expected(spec, what)
+    dtype = _file_dtype(spec, what)
     if path.suffix == ".npy":
         array = np.load(path, allow_pickle=False)
-        if array.dtype.newbyteorder("<") != dtype and array.dtype != dtype:
+        if array.dtype.newbyteorder("<") != dtype:  # either byte order: written little-endian below
             raise WorkloadError(f"{path} ({what}) is {array.dtype}, the artifact takes {spec.dtype}; convert it "
                                 f"with array.astype('{spec.dtype}').")
         if not _shape_matches(tuple(array.shape), spec):

@@ -56,10 +56,14 @@ class HarnessNotBuiltError(HarnessBuildError):
     """No native harness build exists for a device's ABI (the message gives the command)."""
 
 
+def machine_abi(machine: str) -> str:
+    """A machine name in the names devices report (``amd64`` -> ``x86_64``, ``arm64`` -> ``aarch64``)."""
+    return _MACHINE_ABI.get(machine.lower(), machine.lower())
+
+
 def host_abi() -> str:
     """This host's ABI in the names devices report (``x86_64``, ``aarch64``)."""
-    machine = platform.machine().lower()
-    return _MACHINE_ABI.get(machine, machine)
+    return machine_abi(platform.machine())
 
 
 def build_root() -> Path:
@@ -75,7 +79,7 @@ def preset_build_dir(preset: str) -> Path:
 
 def linux_preset(abi: str) -> str:
     """Where a glibc build for a Linux board of another architecture goes (made on the board)."""
-    return f"linux-{_MACHINE_ABI.get(abi.lower(), abi.lower())}-release"
+    return f"linux-{machine_abi(abi)}-release"
 
 
 def preset_for_abi(abi: str) -> str:
@@ -90,7 +94,7 @@ def preset_for_abi(abi: str) -> str:
     if not abi:
         raise HarnessNotBuiltError("the device did not report its ABI, so no native harness build can be chosen; "
                                    "use --harness python where the device has Python.")
-    if _MACHINE_ABI.get(abi.lower(), abi.lower()) == host_abi():
+    if machine_abi(abi) == host_abi():
         return HOST_PRESET
     return linux_preset(abi)
 

@@ -11,6 +11,7 @@ its own cost inside the timed region is one ``execute`` and one ``argmax`` per s
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import signal
@@ -18,6 +19,7 @@ import socket
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from slmdeploy._version import __version__
@@ -172,12 +174,9 @@ def _read_input(path: str, dtype, shape: tuple[int, ...], what: str):
     """One input file: raw little-endian bytes, exactly the tensor's size (protocol v1, ``--input``)."""
     import torch
 
-    numel = 1
-    for d in shape:
-        numel *= d
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    numel, itemsize = math.prod(shape), dtype.itemsize
     try:
-        data = open(path, "rb").read()
+        data = Path(path).read_bytes()
     except OSError as err:
         raise UsageError(f"--input {path} ({what}): cannot open: {err.strerror}") from None
     if len(data) != numel * itemsize:
