@@ -23,6 +23,7 @@ SYMBOL = {
     "spec-checked": "🔷",
     "exported": "⬜",
     "toolchain missing": "⛔",
+    "unsupported": "🚫",
     "failed": "❌",
 }
 LEGEND = [
@@ -30,6 +31,7 @@ LEGEND = [
     ("🔷", "exported; cannot run on Linux (Core ML), the package's spec was checked (interface, states, opset, weight quantization)"),
     ("⬜", "exported; the delegate's runtime is not on this host (Core ML / Vulkan delegates), so not verified"),
     ("⛔", "not exportable here: the toolchain is missing (the error says what to install)"),
+    ("🚫", "refused at export with a one-line reason (llama.cpp's converter refusing a zoo family, e.g. GPT-NeoX)"),
     ("❌", "failed"),
     ("·", "not tested"),
 ]
@@ -77,7 +79,7 @@ def render(results: dict) -> str:
     for target in order:
         notes = []
         for c in sorted(rows[target]["by_family"].values(), key=lambda c: c["family"]):
-            if c["status"] in ("toolchain missing", "failed") and c.get("detail"):
+            if c["status"] in ("toolchain missing", "unsupported", "failed") and c.get("detail"):
                 notes.append(f"{c['status']}: {c['detail']}")
             elif c.get("verification", {}).get("reason"):
                 notes.append(f"not verified here: {c['verification']['reason']}")
