@@ -47,3 +47,7 @@ class HarnessError(SlmdeployError):
     """The on-device harness failed; the run directory keeps what it measured."""
 
     exit_code = 3
+
+
+class ToolchainError(SlmdeployError):
+    """A toolchain slmdeploy fetches and builds itself (llama.cpp) is missing, damaged or did not build."""

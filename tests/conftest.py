@@ -35,6 +35,32 @@ def tiny_8da4w(artifacts_dir):
 
 
 @pytest.fixture(scope="session")
+def bundle() -> list:
+    """The native harness built for this host (the emulated phone runs host binaries): binary, then libraries."""
+    from slmdeploy.harness import native
+
+    native.build(progress=False, jobs=2)
+    return native.bundle_for_abi(native.host_abi())
+
+
+@pytest.fixture(scope="session")
+def llama_toolchain():
+    """The pinned llama.cpp built for this host (scripts/install.sh builds it; else here, once per machine:
+    it lives in $SLMDEPLOY_TOOLCHAINS or ~/.cache/slmdeploy/toolchains, outside the test cache)."""
+    from slmdeploy import llamacpp
+
+    return llamacpp.toolchain(progress=False, jobs=2)
+
+
+@pytest.fixture(scope="session")
+def gguf_q4_0(llama_toolchain, artifacts_dir):
+    """llama-tiny as a GGUF, Q4_0 (llama.cpp's converter, then its quantizer)."""
+    from slmdeploy.export import export
+
+    return export("llama-tiny", "gguf-q4_0", artifacts_dir / "tiny-gguf-q4_0", progress=False)
+
+
+@pytest.fixture(scope="session")
 def lookup_model():
     """(module, example inputs): a 4-row lookup table. Any id outside [0, 4) makes the method
     fail, so a run shows which ids it was fed (random integer inputs are only ever 0 or 1)."""

@@ -73,8 +73,8 @@ void validate(const Args& a) {
   if (a.workload != "llm" && a.workload != "generic") {
     throw UsageError("--workload must be llm or generic, got '" + a.workload + "'");
   }
-  if (a.runtime != "executorch" && a.runtime != "tflite") {
-    throw UsageError("--runtime must be executorch or tflite, got '" + a.runtime + "'");
+  if (a.runtime != "executorch" && a.runtime != "tflite" && a.runtime != "llamacpp") {
+    throw UsageError("--runtime must be executorch, tflite or llamacpp, got '" + a.runtime + "'");
   }
   if (a.workload == "llm") {
     if (a.prompt_tokens < 1 || a.gen_tokens < 0) {
@@ -112,7 +112,7 @@ void validate(const Args& a) {
 }  // namespace
 
 const char* usage_text() {
-  return "usage: slmdeploy_harness --model PATH --trace PATH [--runtime executorch|tflite]\n"
+  return "usage: slmdeploy_harness --model PATH --trace PATH [--runtime executorch|tflite|llamacpp]\n"
          "         [--workload llm|generic] [--prompt-tokens P] [--gen-tokens G] [--max-seq-len L]\n"
          "         [--vocab-size V] [--prefill-method NAME] [--decode-method NAME] [--method NAME]\n"
          "         [--iterations N] [--warmup W] [--runs N] [--threads T] [--seed S]\n"

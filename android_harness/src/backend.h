@@ -1,4 +1,4 @@
-// A runtime behind the workloads: ExecuTorch (Module API) or LiteRT (C API).
+// A runtime behind the workloads: ExecuTorch (Module API), LiteRT (C API) or llama.cpp (libllama).
 //
 // The workload loop (runner.cpp) times exactly one call of prefill()/decode()/invoke()
 // per step; a backend does nothing in those calls but write the step's inputs into
@@ -58,6 +58,8 @@ class Backend {
 std::unique_ptr<Backend> make_executorch_backend();
 // Null when this build has no LiteRT (the caller reports a usage error).
 std::unique_ptr<Backend> make_litert_backend();
+// Null when this build has no llama.cpp (likewise).
+std::unique_ptr<Backend> make_llamacpp_backend();
 
 // The methods (ExecuTorch) or signatures (LiteRT) a workload calls, in load order.
 inline std::vector<std::string> methods_used(const Args& args) {

@@ -198,10 +198,13 @@ int run(int argc, char** argv) {
     std::fputs(usage_text(), stdout);
     return kExitOk;
   }
-  std::unique_ptr<Backend> backend =
-      args.runtime == "executorch" ? make_executorch_backend() : make_litert_backend();
+  std::unique_ptr<Backend> backend = args.runtime == "executorch" ? make_executorch_backend()
+                                     : args.runtime == "tflite"   ? make_litert_backend()
+                                                                  : make_llamacpp_backend();
   if (!backend) {
-    std::fprintf(stderr, "slmdeploy_harness: error: this build has no LiteRT runtime (configure with LiteRT to run .tflite)\n");
+    std::fprintf(stderr, "slmdeploy_harness: error: this build has no %s runtime (%s)\n", args.runtime.c_str(),
+                 args.runtime == "tflite" ? "configure with LiteRT to run .tflite"
+                                          : "configure with llama.cpp, as `slmdeploy harness build` does, to run .gguf");
     return kExitUsage;
   }
   TraceWriter trace;

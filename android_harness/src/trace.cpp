@@ -136,6 +136,7 @@ MemSnapshot mem_snapshot() {
   MemSnapshot mem;
   read_kib("/proc/self/status", "VmRSS", &mem.rss_kib, "VmHWM", &mem.hwm_kib);
   read_kib("/proc/self/smaps_rollup", "Pss", &mem.pss_kib);
+  read_kib("/proc/self/status", "RssAnon", &mem.anon_kib, "RssFile", &mem.file_kib);
   return mem;
 }
 
@@ -143,6 +144,8 @@ Json& add_mem(Json& event, const MemSnapshot& mem) {
   if (mem.rss_kib >= 0) event.num("rss_kib", mem.rss_kib);
   if (mem.hwm_kib >= 0) event.num("hwm_kib", mem.hwm_kib);
   if (mem.pss_kib >= 0) event.num("pss_kib", mem.pss_kib);
+  if (mem.anon_kib >= 0) event.num("rss_anon_kib", mem.anon_kib);
+  if (mem.file_kib >= 0) event.num("rss_file_kib", mem.file_kib);
   return event;
 }
 

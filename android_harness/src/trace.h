@@ -33,6 +33,8 @@ struct MemSnapshot {
   int64_t rss_kib = -1;
   int64_t hwm_kib = -1;
   int64_t pss_kib = -1;
+  int64_t anon_kib = -1;  // RssAnon: heap, KV caches, repacked weights
+  int64_t file_kib = -1;  // RssFile: resident pages of mapped files (an mmapped model)
 };
 MemSnapshot mem_snapshot();
 Json& add_mem(Json& event, const MemSnapshot& mem);

@@ -17,12 +17,15 @@ def _expand(path: Path) -> list[dict]:
         return read_table(path).to_dict("records")
     if path.is_dir() and is_run_dir(path):
         return [record(path)]
+    if path.is_dir() and (path / "journal.jsonl").is_file() and (path / "runs").is_dir():
+        path = path / "runs"  # a study directory: runs/ holds one run per job (slmdeploy.study)
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
         if found:
             return [record(p) for p in found]
     raise SlmdeployError(
-        f"{path} is neither a run directory (with run.json), a folder of runs, nor a results .duckdb file."
+        f"{path} is neither a run directory (with run.json), a folder of runs, a study directory, "
+        "nor a results .duckdb file."
     )
 
 

@@ -118,7 +118,8 @@ def comparison(frame: pd.DataFrame) -> pd.DataFrame:
     base = frame.iloc[0]
     rows = []
     for _, run in frame.iterrows():
-        row = {"run_id": run["run_id"], "label": f"{run.get('model')} {run.get('quant')} @ {run.get('device_model') or run.get('device')}"}
+        row = {"run_id": run["run_id"], "label": f"{run.get('model')} {run.get('runtime')} {run.get('quant')} @ "
+                                                  f"{run.get('device_model') or run.get('device')}"}
         for key, _, _ in COMPARED:
             value = run.get(key)
             value = value / (1 << 20) if key == "model_size" and _num(value) else value

@@ -4,14 +4,20 @@
     trace into the local run dir -> summarise -> store in the results database.
 
 Whatever happens, the run directory keeps what was measured and says whether it is
-complete; a harness failure is raised only after that is written.
+complete; a harness failure is raised only after that is written. Ctrl-C, SIGTERM and SIGHUP
+stop the harness, pull its trace and mark the run before the exception leaves ``bench``; a
+bench killed outright leaves an orphan that the next bench on the device (or ``report``)
+settles (``bench/recover.py``). Arguments are checked before any work is done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import shlex
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,23 +26,25 @@ from typing import Any, Iterator
 from slmdeploy.analysis.metrics import summarize
 from slmdeploy.analysis.ops import ETDUMP_FILE, LITERT_PROFILE_FILE, profile_file_for
 from slmdeploy.analysis.records import TRACE_FILE
-from slmdeploy.analysis.store import DB_NAME, store_run
+from slmdeploy.analysis.store import DB_NAME, check_db, store_run
 from slmdeploy.bench import harnesses
 from slmdeploy.bench.inputs import load_inputs, write_inputs
-from slmdeploy.bench.rundir import RunDir, now_iso
+from slmdeploy.bench.recover import recover_runs
+from slmdeploy.bench.rundir import PULLED, RunDir, check_runs_dir, now_iso, unfinished_status
+from slmdeploy.signals import terminate_as_interrupt
 from slmdeploy.bench.workload import Workload
 from slmdeploy.devices import Device, open_device
-from slmdeploy.devices.clean import kill_strays, kill_strays_quietly
+from slmdeploy.devices.clean import kill_run, kill_strays, kill_strays_quietly
 from slmdeploy.devices.cooldown import wait_until_cool
-from slmdeploy.devices.deploy import deploy_file, pull_into
-from slmdeploy.errors import DeviceError, HarnessError, WorkloadError
+from slmdeploy.devices.deploy import deploy_file, deploy_files, pull_into
+from slmdeploy.devices.spec import parse as parse_device
+from slmdeploy.errors import DeviceError, HarnessError, SlmdeployError, WorkloadError
 from slmdeploy.export.artifact import Artifact
 from slmdeploy.export.source import sha256_file
 from slmdeploy.harness.protocol import EXIT_OK, HarnessArgs
 from slmdeploy.harness.trace import read_trace
 
 DEFAULT_RUNS_DIR = Path("runs")
-PULLED = (TRACE_FILE, "harness.stdout", "harness.stderr")
 ACCELERATORS = ("cpu", "gpu")
 
 
@@ -66,17 +74,19 @@ def resolve_artifact(artifact: str | Path | Artifact, progress: bool) -> Artifac
 
 
 def _deploy(device: Device, artifact: Artifact, plan: harnesses.HarnessPlan, progress: bool) -> tuple[str, list[str]]:
-    entry = artifact.manifest.model_file
-    model_remote, _ = deploy_file(device, artifact.model_file, entry.sha256, progress=progress)
+    """The model (and the native harness with its libraries) on the device: one round trip when all are there."""
+    files = [(artifact.model_file, artifact.manifest.model_file.sha256, False)]
+    if plan.name == "native":
+        binary, *libs = plan.files
+        files += [(lib, sha256_file(lib), False) for lib in libs] + [(binary, sha256_file(binary), True)]
+    model_remote, *bundle = deploy_files(device, files, progress=progress)
     if plan.name == "python":
         return model_remote, plan.command
-    binary, *libs = plan.files
+    *lib_blobs, remote_bin = bundle
     lib_dir = f"{device.workdir}/lib"
-    device.shell(["mkdir", "-p", lib_dir], timeout=30)
-    for lib in libs:
-        remote, _ = deploy_file(device, lib, sha256_file(lib), progress=progress)
-        device.shell(["ln", "-sf", remote, f"{lib_dir}/{lib.name}"], timeout=30)
-    remote_bin, _ = deploy_file(device, binary, sha256_file(binary), executable=True, progress=progress)
+    q = shlex.quote
+    links = " && ".join(f"ln -sf {q(blob)} {q(f'{lib_dir}/{lib.name}')}" for lib, blob in zip(libs, lib_blobs))
+    device.shell(f"mkdir -p {q(lib_dir)}" + (f" && {links}" if links else ""), timeout=30)
     return model_remote, ["env", f"LD_LIBRARY_PATH={lib_dir}", remote_bin]
 
 
@@ -132,7 +142,8 @@ def _harness_args(artifact: Artifact, workload: Workload, model_remote: str, run
 
 def _run_once(device: Device, rd: RunDir, command: list[str], args: HarnessArgs, timeout: float,
               profile: str | None, progress: bool = False) -> int:
-    remote_run = f"{device.workdir}/runs/{rd.run_id}"
+    remote_run = _remote_run(device, rd)
+    names = PULLED + ((profile,) if profile else ())
     q = shlex.quote
     device.shell(["mkdir", "-p", remote_run], timeout=30)
     line = (
@@ -141,15 +152,49 @@ def _run_once(device: Device, rd: RunDir, command: list[str], args: HarnessArgs,
     )
     exit_code: int | None = None
     error: str | None = None
+    rd.unpulled = True
     try:
         exit_code = device.shell(line, timeout=timeout).exit_code
     except DeviceError as err:  # dropped connection or timeout: pull what is there
         error = str(err)
         kill_strays_quietly(device)
-    pull_into(device, remote_run, rd.path, PULLED + ((profile,) if profile else ()), progress=progress)
+    except BaseException:  # interrupted here (Ctrl-C, SIGTERM): stop the harness, keep what it measured
+        _salvage(device, rd, remote_run, names)
+        raise
+    pull_into(device, remote_run, rd.path, names, progress=progress)
+    rd.unpulled = False
     if error is not None:
         raise DeviceError(error)
     return exit_code if exit_code is not None else -1
+
+
+def _remote_run(device: Device, rd: RunDir) -> str:
+    return f"{device.workdir}/runs/{rd.run_id}"
+
+
+def _salvage(device: Device, rd: RunDir, remote_run: str, names: tuple[str, ...]) -> None:
+    """After an interruption: the harness stopped, its files pulled; a device error leaves it to recovery."""
+    try:
+        kill_run(device, remote_run)
+        pull_into(device, remote_run, rd.path, names)
+        rd.unpulled = False
+    except SlmdeployError:  # the link is down too: the run stays pending for the next look
+        pass
+
+
+def check_arguments(device: str | Device, *, timeout: float, retries: int, cooldown_c: float | None,
+                    cooldown_timeout: float) -> None:
+    """bench's own arguments, checked before any work (the workload's are ``Workload.check``)."""
+    if isinstance(device, str):
+        parse_device(device)
+    if not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+        raise WorkloadError(f"--timeout must be a positive number of seconds, got {timeout}.")
+    if not isinstance(retries, int) or retries < 0:
+        raise WorkloadError(f"--retries cannot be negative, got {retries}.")
+    if cooldown_c is not None and not math.isfinite(cooldown_c):
+        raise WorkloadError(f"--cooldown-below must be a temperature in °C, got {cooldown_c}.")
+    if not math.isfinite(cooldown_timeout) or cooldown_timeout < 0:
+        raise WorkloadError(f"--cooldown-timeout cannot be negative, got {cooldown_timeout}.")
 
 
 def bench(
@@ -168,6 +213,9 @@ def bench(
     cooldown_c: float | None = None,
     cooldown_timeout: float = 600.0,
     accelerator: str = "cpu",
+    run_name: str | None = None,
+    meta: dict[str, Any] | None = None,
+    store: bool = True,
 ) -> RunResult:
     """Benchmark ``artifact`` on ``device``; see the module docstring for the flow.
 
@@ -177,55 +225,80 @@ def bench(
     device's hottest thermal zone is below that many °C. ``accelerator`` (``cpu`` or
     ``gpu``) is LiteRT's: ``gpu`` runs a .tflite whose target lists the gpu delegate on the
     device's GPU accelerator (native harness), and fails if the device's LiteRT has none.
+    ``run_name`` names the run directory (default: time, artifact, device, random suffix);
+    ``meta`` adds fields to run.json (a study records its name, job and device labels there).
+    ``store=False`` leaves the database to the caller (a study indexes its runs in batches).
     """
     workload = workload or Workload()
+    workload.check()
+    check_arguments(device, timeout=timeout, retries=retries, cooldown_c=cooldown_c, cooldown_timeout=cooldown_timeout)
+    runs_dir = Path(runs_dir)
+    check_runs_dir(runs_dir)
+    db_path = (Path(db) if db else runs_dir / DB_NAME).absolute()
+    if store:
+        check_db(db_path)
     art = resolve_artifact(artifact, progress)
     art.verify()
     workload.check(art.manifest)
     check_accelerator(accelerator, art, harness)
     given_inputs = load_inputs(workload.inputs, art.manifest)
     dev = open_device(device)
-    runs_dir = Path(runs_dir)
-    rd = RunDir.create(runs_dir, art.name, dev.spec)
-    db_path = Path(db) if db else runs_dir / DB_NAME
-    m = art.manifest
-    rd.update(
-        run_id=rd.run_id, status="running", started_at=now_iso(), model=m.model.get("id"),
-        params=m.model.get("params"), artifact=m.name, artifact_path=str(art.path.resolve()),
-        artifact_sha256=m.model_file.sha256, model_size=m.model_file.size, runtime=m.runtime,
-        delegates=m.delegates, quant=m.quantization.get("scheme"), target=m.target.get("name"),
-        device=dev.spec, workload=workload.to_dict(),
-        **({"accelerator": accelerator} if m.runtime == "tflite" else {}),
-    )
-    shutil.copy2(art.path / "manifest.json", rd.path / "manifest.json")
-    input_files = write_inputs(given_inputs, rd.path / "inputs")
-    try:
-        with dev.lock(), _closing(dev, opened=dev is not device):
-            info = dev.info()
-            rd.write_json("device.json", info.to_dict())
-            plan = harnesses.plan(harness, getattr(dev, "transport", "local"), info, art, python=python)
-            rd.update(device_model=info.model, device_soc=info.soc, device_abi=info.abi, harness=plan.name)
-            kill_strays(dev)
-            model_remote, command = _deploy(dev, art, plan, progress)
-            profile_file = profile_file_for(m.runtime) if profile else None
-            command = [*command, *_native_extensions(profile_file, accelerator)]
-            args = _harness_args(art, workload, model_remote, rd.run_id, profile_file)
-            args.inputs = [deploy_file(dev, f, sha256_file(f), progress=False)[0] for f in input_files]
-            outcome = _attempts(dev, rd, command, args, _Attempts(timeout, retries, profile_file, progress, cooldown_c,
-                                                                   cooldown_timeout))
-    except BaseException as err:
-        rd.update(status="incomplete" if _measured(rd) else "failed",
-                  finished_at=now_iso(), error=str(err) or type(err).__name__)
-        _store_quietly(rd, db_path)
-        raise
-    status = "complete" if outcome.complete else "incomplete"
-    rd.update(status=status, finished_at=now_iso(), error=outcome.error, **_accelerated(rd))
-    store_run(rd.path, db_path)
+    how = _Attempts(timeout, retries, profile_file_for(art.manifest.runtime) if profile else None, progress,
+                    cooldown_c, cooldown_timeout)
+    with terminate_as_interrupt(), _closing(dev, opened=dev is not device), \
+            RunDir.create(runs_dir, art.name, dev.spec, name=run_name) as rd:
+        m = art.manifest
+        rd.update(
+            run_id=rd.run_id, status="running", started_at=now_iso(), model=m.model.get("id"),
+            params=m.model.get("params"), artifact=m.name, artifact_path=str(art.path.resolve()),
+            artifact_sha256=m.model_file.sha256, model_size=m.model_file.size, runtime=m.runtime,
+            delegates=m.delegates, quant=m.quantization.get("scheme"), target=m.target.get("name"),
+            device=dev.spec, workload=workload.to_dict(),
+            **({"accelerator": accelerator} if m.runtime == "tflite" else {}), **(meta or {}),
+        )
+        # who is measuring and where its files are: what a recovery needs if this process dies
+        rd.update(host=socket.gethostname(), pid=os.getpid(), db=str(db_path) if store else None,
+                  device_run_dir=_remote_run(dev, rd))
+        shutil.copy2(art.path / "manifest.json", rd.path / "manifest.json")
+        input_files = write_inputs(given_inputs, rd.path / "inputs")
+        try:
+            with dev.lock():
+                recover_runs(runs_dir, dev, device_locked=True, by=f"bench {rd.run_id}", progress=progress)
+                info = dev.info()
+                rd.write_json("device.json", info.to_dict())
+                plan = harnesses.plan(harness, getattr(dev, "transport", "local"), info, art, python=python)
+                rd.update(device_model=info.model, device_soc=info.soc, device_abi=info.abi, harness=plan.name)
+                kill_strays(dev)
+                model_remote, command = _deploy(dev, art, plan, progress)
+                command = [*command, *_native_extensions(how.profile, accelerator)]
+                args = _harness_args(art, workload, model_remote, rd.run_id, how.profile)
+                args.inputs = [deploy_file(dev, f, sha256_file(f), progress=False)[0] for f in input_files]
+                outcome = _attempts(dev, rd, command, args, how)
+        except BaseException as err:
+            fields: dict[str, Any] = dict(status=unfinished_status(rd.path), finished_at=now_iso(), error=_reason(err))
+            if rd.unpulled:  # the device may still hold what the harness measured: a later look pulls it
+                fields["recovery"] = {"status": "pending", "at": now_iso(), "by": f"bench {rd.run_id}",
+                                      "note": "interrupted before the harness's files were pulled"}
+            rd.update(**fields)
+            if store:
+                _store_quietly(rd, db_path)
+            raise
+        status = "complete" if outcome.complete else unfinished_status(rd.path)
+        rd.update(status=status, finished_at=now_iso(), error=outcome.error, **_accelerated(rd))
+        if store:
+            store_run(rd.path, db_path)
     summary = summarize(read_trace(rd.path / TRACE_FILE)) if (rd.path / TRACE_FILE).exists() else {}
     result = RunResult(run_dir=rd.path, status=status, summary=summary, meta=rd.meta)
     if not outcome.complete:
         raise HarnessError(f"run {rd.run_id} is {status}: {outcome.error}. What was measured is kept in {rd.path}.")
     return result
+
+
+def _reason(err: BaseException) -> str:
+    """run.json's ``error`` for an exception: an interruption names its signal."""
+    if isinstance(err, KeyboardInterrupt):
+        return f"interrupted on the host ({err.args[0] if err.args else 'SIGINT'})"
+    return str(err) or type(err).__name__
 
 
 @dataclass
@@ -282,7 +355,7 @@ def _attempts(dev: Device, rd: RunDir, command: list[str], args: HarnessArgs, ho
         error = failure or (trace.error if trace else None) or _stderr_tail(rd) or f"harness exit {exit_code}"
         if attempts > how.retries:
             return _Outcome(False, error)
-        rd.update(status="incomplete", error=f"attempt {attempts} of {how.retries + 1} failed: {error}; retrying")
+        rd.update(status=unfinished_status(rd.path), error=f"attempt {attempts} of {how.retries + 1} failed: {error}; retrying")
         if trace is not None:  # keep the interrupted attempt's measurements beside the retry
             (rd.path / TRACE_FILE).rename(rd.path / f"trace.attempt{attempts}.jsonl")
 
@@ -300,11 +373,6 @@ def _stderr_tail(rd: RunDir) -> str | None:
     path = rd.path / "harness.stderr"
     lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
     return lines[-1] if lines else None
-
-
-def _measured(rd: RunDir) -> bool:
-    """Whether any attempt left a trace (the current one, or an earlier one kept beside it)."""
-    return (rd.path / TRACE_FILE).exists() or any(rd.path.glob("trace.attempt*.jsonl"))
 
 
 @contextlib.contextmanager

@@ -33,8 +33,9 @@ def plan(requested: str, transport: str, info: DeviceInfo, artifact: Artifact, p
     if name == "auto":
         name = "python" if transport == "local" and runtime == "executorch" else "native"
     if name == "python":
-        if runtime != "executorch":
-            raise HarnessError(f"the Python harness runs ExecuTorch programs only; {artifact.name} is {runtime}. Use --harness native.")
+        if runtime not in ("executorch", "llamacpp"):
+            raise HarnessError(f"the Python harness runs ExecuTorch programs and GGUF files only; {artifact.name} is "
+                               f"{runtime}. Use --harness native.")
         interpreter = python or (sys.executable if transport == "local" else "python3")
         return HarnessPlan("python", command=[interpreter, "-m", "slmdeploy.harness.python_harness"])
     from slmdeploy.harness import native

@@ -24,13 +24,17 @@ class Workload:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def check(self, manifest: Manifest) -> None:
-        """Reject, before touching a device, what the artifact cannot run."""
+    def check(self, manifest: Manifest | None = None) -> None:
+        """Reject, before any work, impossible values; with ``manifest``, also what the artifact cannot run."""
         if self.runs < 1:
             raise WorkloadError(f"--runs must be at least 1, got {self.runs}.")
         if self.warmup < 0 or self.threads < 0:
             raise WorkloadError("--warmup and --threads cannot be negative.")
-        if manifest.llm is None:
+        if self.iterations < 1:
+            raise WorkloadError(f"--iterations must be at least 1, got {self.iterations}.")
+        if self.telemetry_interval_ms < 0:
+            raise WorkloadError(f"--telemetry-ms cannot be negative (0 turns telemetry off), got {self.telemetry_interval_ms}.")
+        if manifest is None or manifest.llm is None:
             return
         if self.prompt_tokens < 1 or self.gen_tokens < 0:
             raise WorkloadError("--prompt must be at least 1 token and --gen at least 0.")

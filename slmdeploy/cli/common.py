@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -12,6 +13,7 @@ import click
 from rich.console import Console
 
 from slmdeploy.errors import SlmdeployError
+from slmdeploy.signals import terminate_as_interrupt
 
 # Wide tables stay readable when piped to a file or a CI log (no terminal width to go by).
 stdout = Console(width=None if sys.stdout.isatty() else 200)
@@ -29,17 +31,21 @@ def quiet_libraries() -> None:
 
 
 class Group(click.Group):
-    """Turns ``SlmdeployError`` into one line on stderr and its exit code, never a traceback."""
+    """Turns ``SlmdeployError`` into one line on stderr and its exit code, never a traceback; an interruption
+    (Ctrl-C, SIGTERM, SIGHUP) into a line and 128 + the signal."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with terminate_as_interrupt():  # SIGTERM/SIGHUP clean up as Ctrl-C does, in every command
+                return super().invoke(ctx)
         except SlmdeployError as err:
             stderr.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             sys.exit(err.exit_code)
-        except KeyboardInterrupt:
-            stderr.print("[bold red]interrupted[/]: what was already measured is kept in the run directory.")
-            sys.exit(130)
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (signals.Terminated)
+            signum = getattr(err, "signum", signal.SIGINT)
+            stderr.print(f"[bold red]interrupted[/] ({signal.Signals(signum).name}): what was already measured "
+                         "is kept in the run directory.")
+            sys.exit(128 + signum)
 
 
 def emit_json(data: Any) -> None:

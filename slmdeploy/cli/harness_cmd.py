@@ -27,9 +27,16 @@ def harness_cmd() -> None:
 @click.option("--build-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Build here instead of android_harness/build/<preset> ($SLMDEPLOY_HARNESS_DIR/<preset>).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Parallel compile jobs.")
+@click.option("--no-llamacpp", is_flag=True,
+              help="Leave out the llama.cpp backend (no fetch of its source, no libllama build).")
 @json_option
-def build_cmd(android: bool, ndk: Path | None, build_dir: Path | None, jobs: int | None, as_json: bool) -> None:
+def build_cmd(android: bool, ndk: Path | None, build_dir: Path | None, jobs: int | None, no_llamacpp: bool,
+              as_json: bool) -> None:
     """Configure and compile the harness with CMake; prints the binary's path.
+
+    The llama.cpp backend needs the pinned llama.cpp source (fetched once from PyPI, the
+    llama-cpp-python sdist, sha256-checked) and, for this host, its libllama, built once into
+    ~/.cache/slmdeploy/toolchains ($SLMDEPLOY_TOOLCHAINS): a few minutes the first time.
 
     \b
     Example:
@@ -40,7 +47,8 @@ def build_cmd(android: bool, ndk: Path | None, build_dir: Path | None, jobs: int
 
     if ndk is not None and not android:
         raise click.UsageError("--ndk goes with --android")
-    binary = native.build(android=android, ndk=ndk, build_dir=build_dir, progress=not as_json, jobs=jobs)
+    binary = native.build(android=android, ndk=ndk, build_dir=build_dir, progress=not as_json, jobs=jobs,
+                          llamacpp=not no_llamacpp)
     if as_json:
         emit_json({"binary": str(binary), **native.build_info(binary)})
     else:
@@ -92,11 +100,11 @@ def info_cmd(as_json: bool) -> None:
         emit_json(rows)
         return
     table = Table(header_style="bold")
-    for col in ("preset", "built", "abi", "executorch", "litert", "binary / libraries"):
+    for col in ("preset", "built", "abi", "executorch", "litert", "llama.cpp", "binary / libraries"):
         table.add_column(col, overflow="fold")
     for row in rows:
         libs = "\n".join(Path(p).name for p in row.get("libraries", []))
         table.add_row(row["preset"], "yes" if row["built"] else "no", row.get("abi", ""),
-                      row.get("executorch_version", ""), row.get("litert_version") or "",
+                      row.get("executorch_version", ""), row.get("litert_version") or "", row.get("llamacpp_version") or "",
                       row["binary"] + ("\n" + libs if libs else ""))
     stdout.print(table)

@@ -10,7 +10,9 @@ from slmdeploy.cli.common import Group, quiet_libraries
 from slmdeploy.cli.devices_cmd import devices_cmd
 from slmdeploy.cli.export_cmd import export_cmd
 from slmdeploy.cli.harness_cmd import harness_cmd
+from slmdeploy.cli.lab_cmd import lab_cmd
 from slmdeploy.cli.report_cmd import report_cmd
+from slmdeploy.cli.study_cmd import study_cmd
 from slmdeploy.cli.targets_cmd import models_cmd, targets_cmd
 
 
@@ -26,7 +28,8 @@ def cli() -> None:
     quiet_libraries()
 
 
-for command in (export_cmd, bench_cmd, devices_cmd, report_cmd, targets_cmd, models_cmd, harness_cmd):
+for command in (export_cmd, bench_cmd, study_cmd, devices_cmd, report_cmd, targets_cmd, models_cmd, harness_cmd,
+                lab_cmd):
     cli.add_command(command)
 
 

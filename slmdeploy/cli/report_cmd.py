@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from slmdeploy.cli.common import emit_json, json_option, stdout
+from slmdeploy.cli.common import emit_json, json_option, stderr, stdout
 
 
 @click.command("report")
@@ -18,6 +18,9 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
                as_json: bool) -> None:
     """Re-render stored runs: run directories, folders of runs, or results .duckdb files.
 
+    Runs whose bench was killed (still `running`) are recovered first: the harness's trace is
+    pulled from the device and the run marked incomplete (one line each on stderr).
+
     \b
     Example:
       slmdeploy report runs/                          # every run in the folder
@@ -27,7 +30,11 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
     """
     from slmdeploy.analysis import load_runs
     from slmdeploy.analysis.table import comparison, comparison_table, ops_table, results_table
+    from slmdeploy.bench.recover import recover_runs
 
+    for path in (p for p in paths if p.is_dir()):  # runs whose bench was killed are settled first
+        for r in recover_runs(path, by="report", progress=not as_json):
+            stderr.print(r.describe(), highlight=False, soft_wrap=True)
     frame = load_runs(paths)
     compare = len(frame) > 1 if compare is None else compare
     profiles = _profiles(frame, phase) if ops else {}

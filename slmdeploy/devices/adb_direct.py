@@ -297,6 +297,9 @@ class AdbDirectDevice:
             except Exception as err:  # OSError, protocol errors: the link is gone or garbled
                 self._discard()
                 raise DeviceError(f"{self.spec}: connection lost during {what}: {err or type(err).__name__}") from None
+            except BaseException:  # interrupted mid-message (Ctrl-C): the stream cannot be trusted, nor reused
+                self._discard()
+                raise
 
     def _discard(self) -> None:
         if self._dev is not None:

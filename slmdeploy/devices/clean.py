@@ -22,20 +22,32 @@ from slmdeploy.errors import DeviceError, SlmdeployError
 CACHED = ("blobs", "runs", "lib")  # under the workdir; all of it is recreated by the next bench
 
 
-def kill_strays(device: Device) -> None:
-    """Harnesses left running by an earlier, interrupted run on this device, and stale scratch files.
+def _kill_script(pid_files: str) -> str:
+    """Kill the harness of each ``<run dir>/harness.pid`` that ``pid_files`` (a shell word) expands to.
 
-    A pid file can outlive its process and the pid be reused by an unrelated one, so a
-    pid is killed only while its command line still carries its run's id (``--run-id``).
+    A pid file can outlive its process and the pid be reused by an unrelated one, so a pid is
+    killed only while its command line still carries the run's id (``--run-id``, the run
+    directory's name); then the script waits (up to 2 s) until it is gone, so what is pulled
+    next is the harness's last word.
     """
-    runs = shlex.quote(f"{device.workdir}/runs")
-    device.shell(
-        f"for p in {runs}/*/harness.pid; do [ -f \"$p\" ] || continue; pid=$(cat \"$p\"); d=\"${{p%/harness.pid}}\"; "
-        f"case \"$pid\" in ''|*[!0-9]*) ;; *) grep -qF -e \"${{d##*/}}\" /proc/$pid/cmdline 2>/dev/null "
-        f"&& kill -9 \"$pid\" 2>/dev/null;; esac; rm -f \"$p\"; done; "
-        f"{stale_scratch_cleanup()}; {stale_pidfile_cleanup()}",
-        timeout=30,
+    return (
+        f"for p in {pid_files}; do [ -f \"$p\" ] || continue; pid=$(cat \"$p\"); d=\"${{p%/harness.pid}}\"; "
+        f"case \"$pid\" in ''|*[!0-9]*) ;; *) if grep -qF -e \"${{d##*/}}\" /proc/$pid/cmdline 2>/dev/null; "
+        f"then kill -9 \"$pid\" 2>/dev/null; i=0; while [ $i -lt 20 ] && grep -qF -e \"${{d##*/}}\" "
+        f"/proc/$pid/cmdline 2>/dev/null; do sleep 0.1; i=$((i+1)); done; fi;; esac; rm -f \"$p\"; done"
     )
+
+
+def kill_strays(device: Device) -> None:
+    """Harnesses left running by an earlier, interrupted run on this device, and stale scratch files."""
+    runs = shlex.quote(f"{device.workdir}/runs")
+    device.shell(f"{_kill_script(runs + '/*/harness.pid')}; {stale_scratch_cleanup()}; {stale_pidfile_cleanup()}",
+                 timeout=30)
+
+
+def kill_run(device: Device, remote_run: str) -> None:
+    """The harness of one run (its device run directory ``remote_run``), if it still runs."""
+    device.shell(_kill_script(shlex.quote(f"{remote_run}/harness.pid")), timeout=30)
 
 
 def kill_strays_quietly(device: Device) -> None:

@@ -5,6 +5,13 @@ is hashed *on the device*, and only then renamed into place, so a corrupted or
 half-pushed file is never run. An unchanged file is not pushed again: its blob and the
 ``.ok`` marker written after verification are still there.
 
+The marker holds the sha256 and the blob's identity as the device's ``stat`` saw it right
+after the hash (size, inode, modification and change times, to the nanosecond where the
+device keeps them). A blob whose identity no longer matches was written to, replaced or
+touched since it was hashed: it is hashed again on the device before it may run, and pushed
+again if it no longer matches. So what runs is what was hashed, without hashing gigabytes
+before every run.
+
 Pulls go the other way only into a given local directory, under names checked here
 (``pull_into``): a name a device hands back can never point outside that directory.
 """
@@ -65,12 +72,51 @@ def free_kib(device: Device, path: str) -> int | None:
     return parse_df_available(result.stdout) if result.ok else None
 
 
+STAT_FORMAT = "%s %i %y %z"  # size, inode, mtime, ctime (GNU, toybox and busybox stat all know these)
+_RECORD = "==slmdeploy-blob=="  # separates the blobs' records in one answer
+
+
+def _identity_cmd(path: str) -> str:
+    return f"stat -c {shlex.quote(STAT_FORMAT)} {shlex.quote(path)}"
+
+
+def blob_states(device: Device, blobs: list[tuple[str, int]]) -> dict[str, str]:
+    """Each (sha256, size) blob's state, asked in one shell command: ``"ok"`` (marker and identity
+    match), ``"changed"`` (the blob is there, but not as it was hashed) or ``"absent"``."""
+    q = shlex.quote
+    checks = [f"echo {_RECORD} {q(sha)}; cat {q(blob_path(device, sha) + '.ok')} 2>/dev/null; echo --; "
+              f"{_identity_cmd(blob_path(device, sha))} 2>/dev/null" for sha, _ in blobs]
+    out = device.shell("; ".join(checks), timeout=30).stdout if checks else ""
+    answers = {}
+    for record in out.split(_RECORD)[1:]:
+        head, _, rest = record.partition("\n")
+        marker, _, now = rest.partition("--\n")
+        answers[head.strip()] = (marker.strip().splitlines(), now.strip())
+    states = {}
+    for sha, size in blobs:
+        marker, now = answers.get(sha, ([], ""))
+        if not now or now.split()[0] != str(size):
+            states[sha] = "absent"
+        else:
+            states[sha] = "ok" if marker == [sha, now] else "changed"
+    return states
+
+
+def deployed_blobs(device: Device, blobs: list[tuple[str, int]]) -> set[str]:
+    """Which of the (sha256, size) blobs are in place and unchanged since they were hashed (one shell call)."""
+    return {sha for sha, state in blob_states(device, blobs).items() if state == "ok"}
+
+
 def is_deployed(device: Device, sha256: str, size: int) -> bool:
+    return sha256 in deployed_blobs(device, [(sha256, size)])
+
+
+def _mark(device: Device, sha256: str) -> None:
+    """Record the verified blob's identity (after the hash, after any chmod or rename)."""
     blob = blob_path(device, sha256)
     q = shlex.quote
-    result = device.shell(f"cat {q(blob + '.ok')} 2>/dev/null && stat -c %s {q(blob)} 2>/dev/null", timeout=30)
-    parts = result.stdout.split()
-    return result.ok and len(parts) == 2 and parts[0] == sha256 and parts[1] == str(size)
+    _run(device, f"{{ echo {q(sha256)} && {_identity_cmd(blob)}; }} > {q(blob + '.ok.tmp')} && "
+                 f"mv -f {q(blob + '.ok.tmp')} {q(blob + '.ok')}", "writing the blob's marker")
 
 
 def deploy_file(
@@ -80,8 +126,14 @@ def deploy_file(
     local = Path(local)
     size = local.stat().st_size
     blob = blob_path(device, sha256)
-    if is_deployed(device, sha256, size):
+    state = blob_states(device, [(sha256, size)])[sha256]
+    if state == "ok":
         return blob, False
+    if state == "changed":  # touched since it was hashed: hash it again, on the device
+        if remote_sha256(device, blob, timeout=timeout) == sha256:
+            _mark(device, sha256)
+            return blob, False
+        _run(device, ["rm", "-f", blob, blob + ".ok"], "removing a corrupted blob")
     blobs = f"{device.workdir}/blobs"
     _run(device, ["mkdir", "-p", blobs], "mkdir")
     available = free_kib(device, blobs)
@@ -106,7 +158,8 @@ def deploy_file(
             )
         q = shlex.quote
         chmod = f"chmod 755 {q(tmp)} && " if executable else ""
-        _run(device, f"{chmod}mv -f {q(tmp)} {q(blob)} && echo {q(sha256)} > {q(blob + '.ok')}", "atomic rename")
+        _run(device, f"{chmod}mv -f {q(tmp)} {q(blob)}", "atomic rename")
+        _mark(device, sha256)
     except BaseException:
         try:  # the link may be gone: the next push of this file removes the leftover
             device.shell(["rm", "-f", tmp], timeout=30)
@@ -114,6 +167,14 @@ def deploy_file(
             pass
         raise
     return blob, True
+
+
+def deploy_files(device: Device, files: list[tuple[Path, str, bool]], *, progress: bool = True) -> list[str]:
+    """``deploy_file`` for many (path, sha256, executable) at once: one round trip when all are in place."""
+    present = deployed_blobs(device, [(sha, Path(path).stat().st_size) for path, sha, _ in files])
+    return [blob_path(device, sha) if sha in present else
+            deploy_file(device, path, sha, executable=executable, progress=progress)[0]
+            for path, sha, executable in files]
 
 
 def safe_name(name: str) -> str:
@@ -138,9 +199,12 @@ def pull_into(device: Device, remote_dir: str, local_dir: Path, names: list[str]
         if target.is_symlink() or target.resolve().parent != root:
             raise DeviceError(f"refusing to pull {name!r}: {target} does not stay inside {root}")
         try:
-            with transfer_progress(progress) as bar:
-                task = bar.add_task(f"pull {name} <- {device.spec}", total=None)
-                device.pull(f"{remote_dir}/{name}", target, progress=lambda n: bar.advance(task, n))
+            if not progress:  # a study pulls thousands of small traces: no bar to build for each
+                device.pull(f"{remote_dir}/{name}", target)
+            else:
+                with transfer_progress() as bar:
+                    task = bar.add_task(f"pull {name} <- {device.spec}", total=None)
+                    device.pull(f"{remote_dir}/{name}", target, progress=lambda n: bar.advance(task, n))
         except (DeviceError, OSError):
             continue
         pulled.append(name)

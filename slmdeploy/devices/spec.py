@@ -21,17 +21,35 @@ class DeviceSpec:
 
 
 def parse(spec: str) -> DeviceSpec:
+    if not isinstance(spec, str) or not spec.strip():
+        raise DeviceError(f"empty device name: write it as one of {EXAMPLES}.")
     spec = spec.strip()
-    if spec in ("", "local"):
+    if spec == "local":
         return DeviceSpec("local", "")
     transport, sep, address = spec.partition(":")
     if not sep or transport not in TRANSPORTS or not address:
         raise DeviceError(f"cannot read device {spec!r}: write it as one of {EXAMPLES}.")
-    if transport == "adb-direct" and ":" not in address:
-        raise DeviceError(f"adb-direct needs HOST:PORT (e.g. adb-direct:192.168.1.20:5555), got {address!r}.")
-    if transport == "ssh" and "@" not in address:
-        raise DeviceError(f"ssh needs USER@HOST[:PORT] (e.g. ssh:pi@raspberrypi.local), got {address!r}.")
+    if transport == "adb-direct":
+        host, sep, port = address.rpartition(":")
+        if not sep or not host:
+            raise DeviceError(f"adb-direct needs HOST:PORT (e.g. adb-direct:192.168.1.20:5555), got {address!r}.")
+        check_port(port, spec)
+    if transport == "adb":  # a network serial (HOST:PORT) names a port too
+        host, sep, port = address.rpartition(":")
+        if sep and host and port.isdigit():
+            check_port(port, spec)
+    if transport == "ssh":
+        if "@" not in address:
+            raise DeviceError(f"ssh needs USER@HOST[:PORT] (e.g. ssh:pi@raspberrypi.local), got {address!r}.")
+        parse_ssh_address(address)
     return DeviceSpec(transport, address)
+
+
+def check_port(port: str, spec: str) -> int:
+    """``port`` as a TCP port number (1-65535)."""
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise DeviceError(f"port {port[:20]!r} in device {spec[:200]!r} is not a TCP port (1-65535).")
+    return int(port)
 
 
 def parse_ssh_address(address: str) -> tuple[str, str, int]:
@@ -46,9 +64,9 @@ def parse_ssh_address(address: str) -> tuple[str, str, int]:
         host, port = hostport.split(":")
     else:
         host, port = hostport, str(SSH_PORT)
-    if not port.isdigit():
-        raise DeviceError(f"ssh port must be a number, got {port!r} in {address!r}")
-    return user, host, int(port)
+    if not host:
+        raise DeviceError(f"ssh needs USER@HOST[:PORT], got {address!r}")
+    return user, host, check_port(port, f"ssh:{address}")
 
 
 def _host(host: str) -> str:

@@ -243,6 +243,9 @@ class SshDevice:
                     raise DeviceError(f"{self.spec}: connection lost before {what} finished")
             drain()
             code = channel.recv_exit_status()
+        except (KeyboardInterrupt, SystemExit):  # interrupted here: the command goes too, as on a timeout
+            self._kill(pidfile)
+            raise
         finally:
             channel.close()
         if code == -1:  # closed without a status: the connection died

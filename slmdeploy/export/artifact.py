@@ -1,13 +1,17 @@
-"""An exported artifact on disk: a directory with model file(s) and ``manifest.json``."""
+"""An exported artifact on disk: a directory with model file(s) and ``manifest.json``.
+
+The manifest is untrusted (``Manifest.from_json`` checks it); on top of that every file is
+resolved here, symlinks included, and must stay inside the artifact directory, so nothing
+outside it is ever hashed, pushed to a device or run.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from slmdeploy.errors import ArtifactError
-from slmdeploy.export.manifest import MANIFEST_NAME, Manifest
+from slmdeploy.export.manifest import MANIFEST_NAME, FileEntry, Manifest, ManifestError
 from slmdeploy.export.source import sha256_file
 
 
@@ -19,7 +23,16 @@ class Artifact:
 
     @property
     def model_file(self) -> Path:
-        return self.path / self.manifest.model_file.path
+        return self.file(self.manifest.model_file)
+
+    def file(self, entry: FileEntry) -> Path:
+        """Where ``entry`` is on disk; ``ArtifactError`` if it resolves outside the artifact (a symlink out)."""
+        root = self.path.resolve()
+        real = (root / entry.path).resolve()
+        if not real.is_relative_to(root) or real == root:
+            raise ArtifactError(f"artifact {self.path}: {entry.path} resolves to {real}, outside the artifact "
+                                "directory; refusing to use it. Export the model again.")
+        return self.path / entry.path
 
     @property
     def name(self) -> str:
@@ -37,15 +50,20 @@ class Artifact:
                 f"{path} is not an artifact: no {MANIFEST_NAME} there. Export one with `slmdeploy export MODEL`."
             )
         try:
-            manifest = Manifest.from_dict(json.loads(manifest_path.read_text()))
-        except (json.JSONDecodeError, TypeError, KeyError, ValueError) as err:
-            raise ArtifactError(f"{manifest_path} is unreadable ({err}); export the model again.") from None
-        return cls(path=path, manifest=manifest)
+            manifest = Manifest.from_json(manifest_path.read_bytes())
+        except OSError as err:
+            raise ArtifactError(f"cannot read {manifest_path}: {err.strerror}.") from None
+        except ManifestError as err:
+            raise ArtifactError(f"{manifest_path} is not a usable manifest: {err}. Export the model again.") from None
+        artifact = cls(path=path, manifest=manifest)
+        for entry in manifest.files:
+            artifact.file(entry)
+        return artifact
 
     def verify(self) -> None:
         """Check every file against the manifest's size and sha256."""
         for entry in self.manifest.files:
-            file = self.path / entry.path
+            file = self.file(entry)
             if not file.is_file():
                 raise ArtifactError(f"artifact {self.path} is missing {entry.path}; export it again.")
             if file.stat().st_size != entry.size or sha256_file(file) != entry.sha256:

@@ -2,7 +2,8 @@
 
 What can *run* here decides the verification: ExecuTorch programs with XNNPACK or the
 portable kernels, and TFLite models (LiteRT interpreter, CPU) run on this host and are
-compared with eager PyTorch. Core ML needs macOS/iOS, and the Core ML, Vulkan, QNN and MPS
+compared with eager PyTorch, and GGUF files run here through llama.cpp itself (libllama via
+llama-cpp-python). Core ML needs macOS/iOS, and the Core ML, Vulkan, QNN and MPS
 delegates need their device runtimes: those artifacts are "not verified on this host"
 (a Core ML package still gets a structural spec check), never "passed".
 """
@@ -35,7 +36,9 @@ TFLITE_CHECKED_ON = {"xnnpack": "LiteRT interpreter on this CPU (XNNPACK)"}
 RUNTIME_PACKAGES = {
     "coreml": [("coremltools", "coremltools==9.0")],
     "tflite": [("litert_torch", "litert-torch==0.10.0"), ("ai_edge_litert", "ai-edge-litert>=2.3,<2.4")],
+    "llamacpp": [("llama_cpp", "llama-cpp-python==0.3.36"), ("sentencepiece", "sentencepiece>=0.2")],
 }
+EXTRAS = {"coreml": "coreml", "tflite": "litert", "llamacpp": "llamacpp"}
 
 
 def _installed(module: str) -> bool:
@@ -52,7 +55,7 @@ def preflight(target: Target) -> None:
         needs.append(("ai_edge_quantizer", "ai-edge-quantizer>=0.10"))
     missing = [pip for module, pip in needs if not _installed(module)]
     if missing:
-        extra = "coreml" if target.runtime == "coreml" else "litert"
+        extra = EXTRAS[target.runtime]
         raise ExportError(
             f"target {target.name} ({target.runtime}) needs {', '.join(missing)}: "
             f"`pip install {' '.join(repr(m) for m in missing)}` (or `pip install 'slmdeploy[{extra}]'`)."
@@ -68,6 +71,8 @@ def _exporter(runtime: str):
         from slmdeploy.export.coreml import exporter
     elif runtime == "tflite":
         from slmdeploy.export.tflite import exporter
+    elif runtime == "llamacpp":
+        from slmdeploy.export.llamacpp import exporter
     else:
         raise ExportError(f"runtime {runtime!r} has no exporter in this version of slmdeploy.")
     return exporter
@@ -107,6 +112,11 @@ def verify(result, target: Target, source: ModelSource) -> dict[str, Any]:
             verdict = tfl_verify.verify_module(result.program, result.reference, source.example_inputs or (),
                                                result.quantized_reference)
         return verdict | _tflite_coverage(target)
+    if target.runtime == "llamacpp":
+        from slmdeploy.export.llamacpp import verify as gguf_verify
+
+        return gguf_verify.verify_llm(result.program, target.quantization, result.llm.max_seq_len, result.reference,
+                                      result.quantized_reference)
     runnable = target.runtime == "executorch" and all(("executorch", d) in RUNNABLE_HERE for d in target.delegates)
     if not runnable or result.program is None:
         return _not_verified(target, result)

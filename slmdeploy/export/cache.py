@@ -3,10 +3,15 @@
 The key hashes the model's content fingerprint, the resolved target and the tool
 versions; an entry is a finished artifact directory under ``<cache>/artifacts/<key>``,
 created by renaming a temporary directory so a crash never leaves a half entry.
+
+An output directory gets its own copy of the entry's files (a copy-on-write clone where the
+file system has them), never a hard link: editing one artifact must not change the cache
+entry, nor every other artifact made from it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -18,7 +23,8 @@ from typing import Any
 
 from slmdeploy._version import __version__
 
-TOOLS = ("torch", "executorch", "torchao", "transformers", "coremltools", "litert-torch", "ai-edge-litert")
+TOOLS = ("torch", "executorch", "torchao", "transformers", "coremltools", "litert-torch", "ai-edge-litert",
+         "llama-cpp-python")  # llama-cpp-python is pinned to the llama.cpp source slmdeploy builds
 
 
 def cache_root() -> Path:
@@ -87,19 +93,45 @@ def commit(staging: Path, key: str, replace: bool = False) -> Path:
     return final
 
 
-def _link_or_copy(src: str, dst: str) -> None:
+FICLONE = 0x40049409  # Linux ioctl: dst shares src's blocks copy-on-write (btrfs, XFS, bcachefs, overlayfs on them)
+
+
+def clone_or_copy(src: str, dst: str) -> None:
+    """``dst`` becomes an independent copy of ``src``: a reflink where the file system has them, else a copy."""
     try:
-        os.link(src, dst)
-    except OSError:
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
+        shutil.copystat(src, dst)
+    except OSError:  # no reflinks here (ext4, tmpfs, across file systems): copy the bytes
         shutil.copy2(src, dst)
 
 
+def _unchanged(entry: Path, out_dir: Path) -> bool:
+    """``out_dir`` already holds this entry's files as placed (same manifest, sizes and mtimes): keep them."""
+    try:
+        if (out_dir / "manifest.json").read_bytes() != (entry / "manifest.json").read_bytes():
+            return False
+        for src in (p for p in entry.rglob("*") if p.is_file()):
+            dst = out_dir / src.relative_to(entry)
+            if dst.is_symlink() or not dst.is_file():
+                return False
+            a, b = src.stat(), dst.stat()
+            # a hard link (an older slmdeploy made them) is replaced by a copy
+            if (a.st_size, a.st_mtime_ns) != (b.st_size, b.st_mtime_ns) or (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+                return False
+    except OSError:
+        return False
+    return True
+
+
 def materialize(entry: Path, out_dir: Path) -> None:
-    """Make ``out_dir`` hold the entry's files (hard links when possible), replacing what was there."""
+    """Make ``out_dir`` hold copies of the entry's files, replacing what was there (kept if already identical)."""
+    if _unchanged(entry, out_dir):
+        return
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(entry, tmp, copy_function=_link_or_copy)  # subfolders too (e.g. an .mlpackage)
+    shutil.copytree(entry, tmp, copy_function=clone_or_copy)  # subfolders too (e.g. an .mlpackage)
     if out_dir.exists():
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         out_dir.rename(old)

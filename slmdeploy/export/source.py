@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -29,11 +30,27 @@ TOKENIZER_FILES = (
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """The file's sha256, hashed once per version of the file in this process.
+
+    A study benches one artifact (and one harness bundle) hundreds of times; re-hashing
+    hundreds of MiB before each run would cost more host CPU than the run itself. The
+    memo is keyed by what any write changes (inode, size, mtime and ctime, in ns), as
+    git's index is, so an edited or replaced file is hashed again.
+    """
+    st = os.stat(path)
+    key, stamp = (st.st_dev, st.st_ino), (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    known = _HASHED.get(key)
+    if known is not None and known[0] == stamp:
+        return known[1]
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)
+    _HASHED[key] = (stamp, digest.hexdigest())
     return digest.hexdigest()
+
+
+_HASHED: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}  # (device, inode) -> (stamp, sha256)
 
 
 def _canonical(obj: Any) -> bytes:

@@ -15,16 +15,18 @@ from slmdeploy.errors import UnknownTargetError
 
 TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
 
-RUNTIMES = {"executorch", "coreml", "tflite"}
+RUNTIMES = {"executorch", "coreml", "tflite", "llamacpp"}
 DELEGATES = {
     "executorch": {"xnnpack", "coreml", "mps", "vulkan", "qnn", "portable"},
     "coreml": {"ane", "gpu", "cpu"},  # compute units the model may use; the CPU is always allowed
     "tflite": {"xnnpack", "gpu", "nnapi"},  # runtime delegates the artifact is meant to run with
+    "llamacpp": {"cpu"},  # ggml backends the file is meant to run on (this project builds the CPU one)
 }
 
 # Quantization schemes each runtime (and, for ExecuTorch, each delegate) can produce.
 # fp32/fp16: float; 8da4w/8da8w: int8 dynamic activations, int4 (grouped) / int8 (per-channel)
-# weights; 4w/8w: weight-only int4 (grouped) / int8 (per-channel).
+# weights; 4w/8w: weight-only int4 (grouped) / int8 (per-channel). llama.cpp's file types keep llama.cpp's
+# names (q8_0, q4_0, q4_k_m); the manifest maps them to these (export/llamacpp/quantize.py).
 QUANTIZATION = {
     ("executorch", "xnnpack"): {"fp32", "8da4w", "8da8w"},
     ("executorch", "portable"): {"fp32"},
@@ -34,6 +36,7 @@ QUANTIZATION = {
     ("executorch", "qnn"): {"fp16"},
     ("coreml", None): {"fp32", "fp16", "8w", "4w"},
     ("tflite", None): {"fp32", "8da8w", "8da4w", "8w"},
+    ("llamacpp", None): {"fp32", "fp16", "q8_0", "q4_0", "q4_k_m"},
 }
 
 COREML_DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
@@ -65,6 +68,7 @@ OPTIONS = {
     ("coreml", None): {"minimum_deployment_target": _one_of(COREML_DEPLOYMENT_TARGETS), "group_size": _INT,
                        "prefill_len": _INT},
     ("tflite", None): {"group_size": _one_of((32, 64, 128, 256)), "prefill_len": _INT},
+    ("llamacpp", None): {},
 }
 
 

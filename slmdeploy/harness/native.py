@@ -22,9 +22,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -208,6 +206,19 @@ def _host_cache_args() -> list[str]:
     return args
 
 
+def _llamacpp_cache_args(android: bool, progress: bool) -> list[str]:
+    """The pinned llama.cpp: its source (fetched once) and, for this host, the libllama built from it."""
+    from slmdeploy import llamacpp
+
+    args = [f"-DLLAMACPP_VERSION={llamacpp.VERSION}"]
+    if android:
+        from slmdeploy.llamacpp import source
+
+        return [*args, f"-DLLAMACPP_SOURCE_DIR={source.fetch(progress=progress)}", "-DLLAMACPP_LIB_DIR="]
+    tools = llamacpp.toolchain(progress=progress)
+    return [*args, f"-DLLAMACPP_SOURCE_DIR={tools.source}", f"-DLLAMACPP_LIB_DIR={tools.lib_dir}"]
+
+
 def _android_cache_args(ndk: Path) -> list[str]:
     root = os.environ.get("EXECUTORCH_ANDROID_ROOT")
     if not root or not Path(root).is_dir():
@@ -219,46 +230,26 @@ def _android_cache_args(ndk: Path) -> list[str]:
     return [f"-DCMAKE_TOOLCHAIN_FILE={ndk / 'build' / 'cmake' / 'android.toolchain.cmake'}"]
 
 
-_PERCENT = re.compile(r"^\[\s*(\d+)%\]")
-
-
-def _run_logged(cmd: list[str], log, env: dict[str, str], on_line=None) -> int:
-    log.write(f"$ {' '.join(cmd)}\n")
-    log.flush()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            cwd=SOURCE_DIR, errors="replace")
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        log.write(line)
-        if on_line:
-            on_line(line)
-    return proc.wait()
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join(text[-lines:])
-
-
 def build(
     android: bool = False,
     ndk: Path | None = None,
     build_dir: Path | None = None,
     progress: bool = True,
     jobs: int | None = None,
+    llamacpp: bool = True,
 ) -> Path:
     """Configure and compile the harness; returns the path of the ``slmdeploy_harness`` binary.
 
     ``android`` builds the ``android-arm64-release`` preset with the NDK (``ndk`` or
-    ``$ANDROID_NDK``), else the host preset. ``build_dir`` overrides the default
+    ``$ANDROID_NDK``), else the host preset. ``llamacpp`` adds the llama.cpp backend: on this
+    host it links the libllama of ``slmdeploy.llamacpp.toolchain()`` (built first when
+    missing); for Android the pinned source is compiled into the harness. ``build_dir`` overrides the default
     ``build_root()/<preset>``. Incremental: an up-to-date build only re-runs CMake's checks.
     Raises ``ToolchainMissingError`` (what to install) or ``HarnessBuildError`` (with the
     end of the build log, which is kept in ``<build_dir>/build.log``).
     """
-    from slmdeploy.progress import count_progress, stderr
+    from slmdeploy._cmake import configure_and_build
+    from slmdeploy.progress import stderr
 
     if not (SOURCE_DIR / "CMakeLists.txt").is_file():
         raise HarnessBuildError(f"the harness sources are not here ({SOURCE_DIR}); build from a slmdeploy checkout.")
@@ -271,6 +262,7 @@ def build(
         cache = _android_cache_args(ndk_path)
     else:
         cache = _host_cache_args()
+    cache += _llamacpp_cache_args(android, progress) if llamacpp else ["-DLLAMACPP_SOURCE_DIR=", "-DLLAMACPP_LIB_DIR="]
     out = Path(build_dir) if build_dir else preset_build_dir(preset)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "build.log"
@@ -278,20 +270,8 @@ def build(
     configure = ["cmake", "-S", str(SOURCE_DIR), "--preset", preset, "-B", str(out), *cache]
     compile_ = ["cmake", "--build", str(out), "--parallel", str(jobs)]
     start = time.perf_counter()
-    with open(log_path, "w") as log, count_progress(progress) as bar:
-        task = bar.add_task(f"native harness ({preset}): configure", total=100)
-        if _run_logged(configure, log, env) != 0:
-            raise HarnessBuildError(f"CMake could not configure {preset} (log: {log_path}):\n{_tail(log_path)}")
-        bar.update(task, description=f"native harness ({preset}): compile")
-
-        def on_line(line: str) -> None:
-            match = _PERCENT.match(line)
-            if match:
-                bar.update(task, completed=int(match.group(1)))
-
-        if _run_logged(compile_, log, env, on_line) != 0:
-            raise HarnessBuildError(f"the native harness did not compile (log: {log_path}):\n{_tail(log_path)}")
-        bar.update(task, completed=100)
+    configure_and_build(configure, compile_, log_path=log_path, env=env, cwd=SOURCE_DIR,
+                        title=f"native harness ({preset})", error=HarnessBuildError, progress=progress)
     binary = out / BINARY_NAME
     if not binary.is_file():
         raise HarnessBuildError(f"the build finished but {binary} is missing (log: {log_path})")

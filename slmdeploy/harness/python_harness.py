@@ -1,8 +1,9 @@
-"""The Python harness: protocol v1 on ExecuTorch's Python runtime.
+"""The Python harness: protocol v1 on ExecuTorch's Python runtime, or llama.cpp's through llama-cpp-python.
 
 Runs wherever Python and the executorch wheel exist (this host, Linux boards). It is a
-plain script on purpose: it imports nothing from slmdeploy but the protocol helpers, so
-its own cost inside the timed region is one ``execute`` and one ``argmax`` per step.
+plain script on purpose: it imports nothing from slmdeploy but the protocol helpers (and,
+for ``--runtime llamacpp``, the llama.cpp session the parity check uses), so its own cost
+inside the timed region is one ``execute`` and one ``argmax`` per step.
 
     python -m slmdeploy.harness.python_harness --model model.pte --trace trace.jsonl \
         --workload llm --prompt-tokens 64 --gen-tokens 32 --max-seq-len 256 --vocab-size 49152
@@ -46,6 +47,9 @@ class UsageError(Exception):
     pass
 
 
+RUNTIMES = ("executorch", "llamacpp")
+
+
 def parse_args(argv: list[str]) -> HarnessArgs:
     parser = argparse.ArgumentParser(prog="python_harness", description="slmdeploy harness (protocol v1)")
     defaults = HarnessArgs(model="", trace="")
@@ -62,8 +66,10 @@ def parse_args(argv: list[str]) -> HarnessArgs:
                          "the llm workload makes its prompt from --seed")
     if args.workload not in ("llm", "generic"):
         raise UsageError(f"--workload must be llm or generic, got {args.workload!r}")
-    if args.runtime != "executorch":
-        raise UsageError(f"the Python harness runs ExecuTorch programs only, got --runtime {args.runtime}")
+    if args.runtime not in RUNTIMES:
+        raise UsageError(f"the Python harness runs {' and '.join(RUNTIMES)}, got --runtime {args.runtime}")
+    if args.runtime == "llamacpp" and args.workload != "llm":
+        raise UsageError("a GGUF model runs the llm workload only (llama.cpp has no generic method to invoke)")
     if args.workload == "llm":
         if args.prompt_tokens < 1 or args.gen_tokens < 0:
             raise UsageError("--prompt-tokens must be >= 1 and --gen-tokens >= 0")
@@ -86,14 +92,14 @@ def _size(path: str) -> int | None:
         return None
 
 
-def header(args: HarnessArgs, runtime_version: str) -> dict[str, Any]:
+def header(args: HarnessArgs, runtime_version: str, runtime: str = "executorch") -> dict[str, Any]:
     uname = platform.uname()
     return {
         "type": "header",
         "t_ns": clock(),
         "protocol": PROTOCOL,
         "harness": {"name": "python", "version": __version__, "language": f"python {platform.python_version()}"},
-        "runtime": {"name": "executorch", "version": runtime_version},
+        "runtime": {"name": runtime, "version": runtime_version},
         "model": {"path": args.model, "size": _size(args.model), "sha256": args.artifact_sha256},
         "workload": {
             "kind": args.workload,
@@ -220,6 +226,65 @@ def run_generic(args: HarnessArgs, method, emit) -> int:
     return count
 
 
+class _ExecuTorch:
+    """ExecuTorch's Python runtime (the executorch wheel)."""
+
+    def __init__(self, args: HarnessArgs) -> None:
+        from executorch import version as et_version
+        from executorch.extension.pybindings import portable_lib
+
+        self.args, self.version, self.pool = args, et_version.__version__, portable_lib
+        if args.threads > 0:
+            portable_lib._unsafe_reset_threadpool(args.threads)
+
+    def load(self):
+        from executorch.runtime import Runtime
+
+        args = self.args
+        self.program = Runtime.get().load_program(args.model, enable_etdump=bool(args.etdump))
+        name = args.prefill_method if args.workload == "llm" else args.method
+        method = self.program.load_method(name)
+        if method is None:
+            raise RuntimeError(f"the program has no method {name!r}")
+        decode = None
+        if args.workload == "llm" and args.decode_method != name:
+            decode = self.program.load_method(args.decode_method)
+            if decode is None:
+                raise RuntimeError(f"the program has no method {args.decode_method!r}")
+        return method, decode
+
+    def threads(self) -> int:
+        return self.pool._threadpool_get_thread_count()
+
+    def finish(self) -> None:
+        if self.args.etdump:
+            self.program.write_etdump_result_to_file(self.args.etdump, self.args.etdump + ".debug")
+
+
+class _LlamaCpp:
+    """llama.cpp through llama-cpp-python on slmdeploy's libllama, with llama-bench's context
+    (``slmdeploy.llamacpp.session``); the KV cache starts over at each prefill."""
+
+    def __init__(self, args: HarnessArgs) -> None:
+        from slmdeploy.llamacpp import source
+
+        self.args, self.version = args, source.VERSION
+
+    def load(self):
+        from slmdeploy.llamacpp.session import GGUFMethod, Session
+
+        args = self.args
+        self.session = Session(args.model, args.max_seq_len or args.prompt_tokens + args.gen_tokens,
+                               threads=args.threads, max_tokens=max(args.prompt_tokens, 1))
+        return GGUFMethod(self.session), None
+
+    def threads(self) -> int:
+        return self.session.threads
+
+    def finish(self) -> None:
+        self.session.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -235,46 +300,31 @@ def main(argv: list[str] | None = None) -> int:
     emit = writer.write
     phase = "load"
     try:
-        from executorch import version as et_version
-        from executorch.extension.pybindings import portable_lib
-        from executorch.runtime import Runtime
-
-        emit(header(args, et_version.__version__))
+        runtime = _LlamaCpp(args) if args.runtime == "llamacpp" else _ExecuTorch(args)
+        emit(header(args, runtime.version, args.runtime))
         # torch only takes the argmax here: its OpenMP workers would spin after each one and
-        # steal the cores ExecuTorch's own thread pool is about to use (-9% decode measured).
+        # steal the cores the runtime's own thread pool is about to use (-9% decode measured).
         import torch
 
         torch.set_num_threads(1)
-        if args.threads > 0:
-            portable_lib._unsafe_reset_threadpool(args.threads)
         with telemetry.Sampler(emit, args.telemetry_interval_ms, clock):
             before = memory.snapshot()
             start = time.perf_counter_ns()
             try:
-                program = Runtime.get().load_program(args.model, enable_etdump=bool(args.etdump))
-                name = args.prefill_method if args.workload == "llm" else args.method
-                method = program.load_method(name)
-                if method is None:
-                    raise RuntimeError(f"the program has no method {name!r}")
-                decode = None
-                if args.workload == "llm" and args.decode_method != name:
-                    decode = program.load_method(args.decode_method)
-                    if decode is None:
-                        raise RuntimeError(f"the program has no method {args.decode_method!r}")
+                method, decode = runtime.load()
             except Exception as err:
                 emit({"type": "error", "t_ns": clock(), "phase": "load", "message": str(err).strip()[:2000]})
                 print(f"python_harness: cannot load {args.model}: {err}", file=sys.stderr)
                 return EXIT_LOAD_FAILED
             load_ns = time.perf_counter_ns() - start
             emit({"type": "load", "t_ns": clock(), "ns": load_ns, "rss_before_kib": before.get("rss_kib"),
-                  "threads": portable_lib._threadpool_get_thread_count(), **memory.snapshot()})
+                  "threads": runtime.threads(), **memory.snapshot()})
             phase = "run"
             if args.workload == "llm":
                 count = run_llm(args, method, emit, decode)
             else:
                 count = run_generic(args, method, emit)
-        if args.etdump:
-            program.write_etdump_result_to_file(args.etdump, args.etdump + ".debug")
+        runtime.finish()
         emit({"type": "footer", "t_ns": clock(), "status": "complete", "runs": count,
               "wall_ns": clock(), **memory.snapshot()})
         return EXIT_OK

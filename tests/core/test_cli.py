@@ -62,7 +62,7 @@ def test_unwritable_output_dir(tiny_fp32, tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     _one_line_error(run("export", "llama-tiny", "--out", blocker / "x" / "y"), "cannot create output directory")
-    _one_line_error(run("bench", tiny_fp32.path, "--runs-dir", blocker / "runs"), "cannot write runs")
+    _one_line_error(run("bench", tiny_fp32.path, "--runs-dir", blocker / "runs"), "runs directory", "not a directory")
 
 
 def test_bench_json_then_report(tiny_fp32, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from slmdeploy.errors import ArtifactError, OutputDirError, UnknownTargetError
-from slmdeploy.export import Artifact, export, load_target
+from slmdeploy.export import Artifact, cache, export, load_target
 from slmdeploy.export.executorch.llm_module import StaticCacheLM
 from slmdeploy.export.source import from_zoo, sha256_file
 
@@ -84,6 +84,26 @@ def test_same_model_and_target_is_served_from_the_cache(tiny_fp32, tmp_path):
     again.verify()
 
 
+def test_an_exported_artifact_is_a_copy_of_the_cache_entry(tiny_fp32, tmp_path):
+    """Editing one artifact in place changes neither the cache entry nor another artifact made from it."""
+    a = export("llama-tiny", "host-xnnpack", tmp_path / "a", progress=False)
+    b = export("llama-tiny", "host-xnnpack", tmp_path / "b", progress=False)
+    entry = cache.entry_dir(a.manifest.export["cache_key"])
+    assert a.cache_hit and b.cache_hit
+    assert len({a.model_file.stat().st_ino, b.model_file.stat().st_ino, (entry / "model.pte").stat().st_ino}) == 3
+    assert a.model_file.stat().st_nlink == 1
+    with open(a.model_file, "r+b") as fh:  # edited in place, as an editor or a bad script would
+        fh.seek(1000)
+        fh.write(b"\xff\xfe\xfd")
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        a.verify()
+    Artifact.open(entry).verify()
+    b.verify()
+    again = export("llama-tiny", "host-xnnpack", tmp_path / "a", progress=False)  # the edited copy is replaced
+    assert again.cache_hit
+    again.verify()
+
+
 def test_hf_checkpoint_exports_through_transformers_loading(hf_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("SLMDEPLOY_CACHE", str(tmp_path / "cache"))  # a cold cache, however often this runs
     art = export(hf_checkpoint, "host-xnnpack", tmp_path / "hf", progress=False)
@@ -103,7 +123,6 @@ def test_corrupt_artifact_is_detected(tiny_fp32, tmp_path):
     pte = copy / "model.pte"
     data = bytearray(pte.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    pte.unlink()  # break the hard link to the cache before writing
     pte.write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="sha256 mismatch"):
         Artifact.open(copy).verify()

@@ -125,7 +125,7 @@ def test_pulls_after_a_run_show_progress_when_progress_is_on(monkeypatch, tmp_pa
     shown: list[bool] = []
 
     @contextlib.contextmanager
-    def bars(enabled: bool):
+    def bars(enabled: bool = True):
         shown.append(enabled)
         yield _Bar()
 

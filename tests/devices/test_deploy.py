@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 from pathlib import Path
 
 import pytest
 
 from slmdeploy.devices import open_device
 from slmdeploy.devices.base import ShellResult
-from slmdeploy.devices.deploy import blob_path, deploy_file, is_deployed, pull_into
+from slmdeploy.devices.deploy import blob_path, blob_states, deploy_file, deploy_files, is_deployed, pull_into
 from slmdeploy.devices.loopback import CorruptingLink
 from slmdeploy.errors import DeviceError
 
@@ -31,10 +32,54 @@ def test_unchanged_file_is_pushed_once(device, tmp_path):
     remote, pushed = deploy_file(device, local, sha, progress=False)
     assert pushed and remote == blob_path(device, sha)
     assert device.shell(["sha256sum", remote]).stdout.split()[0] == sha
-    assert device.shell(["cat", remote + ".ok"]).stdout.strip() == sha
+    assert device.shell(["cat", remote + ".ok"]).stdout.splitlines()[0] == sha
     assert deploy_file(device, local, sha, progress=False) == (remote, False)
     assert is_deployed(device, sha, local.stat().st_size)
     assert not [n for n in _ls_blobs(device) if n.startswith(".tmp-")]
+
+
+def _device_sha(device, remote: str) -> str:
+    return device.shell(["sha256sum", remote]).stdout.split()[0]
+
+
+def test_a_same_size_corruption_of_a_cached_blob_is_found_and_pushed_again(device, tmp_path):
+    """Flash, a stray `adb push`, an editing hand: the cached blob changes in place, size kept."""
+    local, sha = _file(tmp_path, 300_000)
+    remote, _ = deploy_file(device, local, sha, progress=False)
+    q = shlex.quote(remote)
+    assert device.shell(f"printf X | dd of={q} bs=1 seek=1000 conv=notrunc 2>/dev/null").ok
+    assert _device_sha(device, remote) != sha and not is_deployed(device, sha, local.stat().st_size)
+    assert deploy_file(device, local, sha, progress=False) == (remote, True)  # hashed on the device, pushed again
+    assert _device_sha(device, remote) == sha and is_deployed(device, sha, local.stat().st_size)
+
+
+def test_a_touched_but_intact_blob_is_hashed_again_not_pushed(device, tmp_path):
+    local, sha = _file(tmp_path, 300_000)
+    remote, _ = deploy_file(device, local, sha, progress=False)
+    assert device.shell(["touch", remote]).ok
+    assert not is_deployed(device, sha, local.stat().st_size)  # its identity changed since it was hashed
+    assert deploy_file(device, local, sha, progress=False) == (remote, False)
+    assert is_deployed(device, sha, local.stat().st_size)  # hashed again: the marker holds its new identity
+
+
+def test_one_batched_check_finds_the_one_changed_blob_among_many(device, tmp_path):
+    files = [_file(tmp_path, 4000 + i, f"f{i}") for i in range(3)]
+    remotes = deploy_files(device, [(path, sha, False) for path, sha in files], progress=False)
+    assert blob_states(device, [(sha, path.stat().st_size) for path, sha in files]) == {sha: "ok" for _, sha in files}
+    assert device.shell(f"printf X | dd of={shlex.quote(remotes[1])} bs=1 seek=10 conv=notrunc 2>/dev/null").ok
+    states = blob_states(device, [(sha, path.stat().st_size) for path, sha in files])
+    assert [states[sha] for _, sha in files] == ["ok", "changed", "ok"]
+    assert deploy_files(device, [(path, sha, False) for path, sha in files], progress=False) == remotes
+    assert [_device_sha(device, r) for r in remotes] == [sha for _, sha in files]
+
+
+def test_an_old_style_marker_is_verified_once(device, tmp_path):
+    """Markers of earlier versions hold the sha alone: the blob is hashed again, then trusted."""
+    local, sha = _file(tmp_path, 5000)
+    remote, _ = deploy_file(device, local, sha, progress=False)
+    assert device.shell(f"echo {sha} > {shlex.quote(remote + '.ok')}").ok
+    assert deploy_file(device, local, sha, progress=False) == (remote, False)
+    assert device.shell(["cat", remote + ".ok"]).stdout.splitlines()[1].split()[0] == "5000"
 
 
 def test_executable_blob_is_made_executable(device, tmp_path):

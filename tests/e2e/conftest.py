@@ -14,15 +14,6 @@ from slmdeploy.devices.loopback import LoopbackLab
 
 
 @pytest.fixture(scope="session")
-def bundle() -> list:
-    """The native harness built for this host (the emulated phone runs host binaries): binary, then libraries."""
-    from slmdeploy.harness import native
-
-    native.build(progress=False, jobs=2)
-    return native.bundle_for_abi(native.host_abi())
-
-
-@pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackLab]:
     with LoopbackLab(tmp_path_factory.mktemp("e2e-lab")) as lab:
         yield lab

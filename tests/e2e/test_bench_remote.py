@@ -138,6 +138,21 @@ def test_corrupted_artifact_is_never_run_and_the_next_bench_pushes_again(lab, ti
     assert adb.shell(["sha256sum", blob_path(adb, sha)]).stdout.split()[0] == sha
 
 
+def test_a_cached_blob_corrupted_in_place_is_never_run(lab, tiny_fp32, tmp_path):
+    """Same size, same name, different bytes: found before the run, pushed again; the trace names what ran."""
+    adb = lab.open("adb")
+    sha = tiny_fp32.manifest.model_file.sha256
+    bench(tiny_fp32, adb, workload=SMALL, runs_dir=tmp_path / "first", **PYTHON)  # cached on the phone
+    blob = blob_path(adb, sha)
+    assert adb.shell(f"printf XXXX | dd of={blob} bs=1 seek=4096 conv=notrunc 2>/dev/null").ok
+    assert adb.shell(["sha256sum", blob]).stdout.split()[0] != sha
+    assert adb.shell(["stat", "-c", "%s", blob]).stdout.strip() == str(tiny_fp32.manifest.model_file.size)
+    result = bench(tiny_fp32, adb, workload=SMALL, runs_dir=tmp_path / "second", **PYTHON)
+    ran = adb.shell(["sha256sum", blob]).stdout.split()[0]
+    header = read_trace(result.run_dir / "trace.jsonl").header
+    assert result.status == "complete" and ran == sha and header["model"]["sha256"] == ran
+
+
 def test_half_pushed_artifact_is_never_run_and_the_next_bench_succeeds(lab, tiny_fp32, tmp_path):
     direct = lab.open("adb-direct")
     sha = tiny_fp32.manifest.model_file.sha256

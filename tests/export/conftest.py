@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # the test modules import export
 from export_matrix import CROSS_MODEL, SEQ, Outcome, SupportMatrix, export_in_worker  # noqa: E402
 
 # Rough export cost in seconds (llama-micro, idle 2-core host): longest first packs the workers.
-COST = {"vulkan": 45, "8da4w": 35, "xnnpack": 22, "coreml": 12, "portable": 10, "tflite": 15}
+COST = {"vulkan": 45, "8da4w": 35, "xnnpack": 22, "coreml": 12, "portable": 10, "tflite": 15, "gguf": 15}
 
 
 def _cost(pair: tuple[str, str]) -> int:

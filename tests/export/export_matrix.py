@@ -87,7 +87,8 @@ class SupportMatrix:
         elif outcome is not None:
             m = outcome.artifact.manifest
             v, d = m.verification, m.delegation
-            cell.update(status=status or cell_status(m), versions={k: m.tools.get(k) for k in ("executorch", "coremltools", "litert-torch")})
+            cell.update(status=status or cell_status(m), versions={k: m.tools.get(k) for k in ("executorch", "coremltools", "litert-torch",
+                                                                                             "llama-cpp-python")})
             keep = ("relative_diff", "top1_agreement", "top1_agreement_vs_quantized_eager", "relative_diff_vs_quantized_eager", "reason")
             cell["verification"] = {k: v[k] for k in keep if k in v}
             cell["delegated_fraction"] = d.get("delegated_fraction")

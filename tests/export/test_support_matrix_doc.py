@@ -34,7 +34,7 @@ def test_cells_render_with_their_status_and_numbers():
 
 def _statuses(markdown: str) -> list[list[str]]:
     rows = [line for line in markdown.splitlines() if line.startswith("| ") and not line.startswith("| ---")]
-    return [[re.sub(r"[^✅🔷⬜⛔❌·]", "", c) or c.strip() for c in row.strip("|").split("|")] for row in rows]
+    return [[re.sub(r"[^✅🔷⬜⛔🚫❌·]", "", c) or c.strip() for c in row.strip("|").split("|")] for row in rows]
 
 
 def test_the_committed_doc_matches_the_committed_results():

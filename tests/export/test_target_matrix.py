@@ -45,6 +45,8 @@ def _check_file_format(artifact) -> None:
         assert head[4:8] == b"ET12", "a .pte is an ExecuTorch flatbuffer"
     elif runtime == "tflite":
         assert head[4:8] == b"TFL3", "a .tflite is a TFLite flatbuffer"
+    elif runtime == "llamacpp":
+        assert head[:4] == b"GGUF", "a .gguf starts with its magic"
     else:
         with zipfile.ZipFile(artifact.model_file) as zf:
             names = zf.namelist()
@@ -58,7 +60,7 @@ def _check_file_format(artifact) -> None:
 
 def _check_verdict(target, manifest) -> None:
     v = manifest.verification
-    runnable = target.runtime == "tflite" or (
+    runnable = target.runtime in ("tflite", "llamacpp") or (
         target.runtime == "executorch" and set(target.delegates) <= {"xnnpack", "portable"}
     )
     if not runnable:
@@ -68,6 +70,15 @@ def _check_verdict(target, manifest) -> None:
             assert v["spec_check"]["status"] == "passed", v["spec_check"]["problems"]
         return
     assert v["status"] == "passed", v
+    if target.runtime == "llamacpp":  # as benchmarked (f16 KV cache, flash attention) and the exact conversion
+        from slmdeploy.export.llamacpp.verify import CONVERSION_TOLERANCE, TOLERANCES
+
+        key = "relative_diff" if target.quantization == "fp32" else "relative_diff_vs_quantized_eager"
+        assert v[key] <= TOLERANCES[target.quantization]
+        assert v["conversion"][key] <= CONVERSION_TOLERANCE[target.quantization]
+        if target.quantization == "fp32":
+            assert v["top1_agreement"] == 1.0
+            return
     if target.quantization == "fp32":
         assert v["relative_diff"] <= FLOAT_TOLERANCE and v["top1_agreement"] == 1.0
     else:
@@ -78,6 +89,9 @@ def _check_verdict(target, manifest) -> None:
 
 def _check_delegation(target, d) -> None:
     assert d, "every artifact reports its delegation"
+    if target.runtime == "llamacpp":  # libllama builds its graph at run time; every op on ggml's CPU backend
+        assert d["backend"] == "ggml-cpu" and d["fallback_ops"] == {}
+        return
     if target.runtime == "coreml":
         assert d["delegated_fraction"] == 1.0 and d["fallback_ops"] == {}
         return
@@ -127,6 +141,9 @@ def _check_llm_spec(target, manifest) -> None:
         for method in (prefill, decode):
             assert [(t.name, t.dtype, t.shape) for t in method.inputs[2:]] == [(n, llm.cache_dtype, llm.cache_shape) for n in llm.cache_tensors]
             assert [t.name for t in method.outputs] == ["logits", *llm.cache_outputs]
+    elif target.runtime == "llamacpp":
+        assert (llm.convention, llm.prefill_method, llm.kv_cache, llm.cache_dtype) == (
+            "llama.cpp/gguf", "llama_decode", "runtime", "float16")
     else:
         assert (llm.prefill_method, llm.kv_cache, llm.dynamic_prefill) == ("forward", "internal", True)
 
@@ -149,7 +166,12 @@ def _check_target(name: str, target, outcome, blocked: str | None) -> None:
     artifact = outcome.get()
     m = artifact.manifest
     assert (m.runtime, tuple(m.delegates), m.target["name"]) == (target.runtime, target.delegates, name)
-    assert m.quantization["scheme"] == target.quantization
+    if target.runtime == "llamacpp":  # llama.cpp's file types map onto the cross-runtime schemes
+        from slmdeploy.export.llamacpp.quantize import scheme
+
+        assert m.quantization["scheme"] == scheme(target.quantization)
+    else:
+        assert m.quantization["scheme"] == target.quantization
     _check_file_format(artifact)
     _check_llm_spec(target, m)
     _check_delegation(target, m.delegation)

@@ -36,7 +36,8 @@ def test_build_links_the_wheels_runtimes(harness_binary):
     names = [p.rsplit("/", 1)[-1] for p in info["libraries"]]
     assert names == ["libexecutorch.so", "libexecutorch_kernels_optimized.so", "libexecutorch_kernels_quantized.so",
                      "libexecutorch_backend_xnnpack.so", "libexecutorch_threadpool.so", "libexecutorch_etdump.so",
-                     "libLiteRt.so"]
+                     "libLiteRt.so", "libllama.so.0", "libggml.so.0", "libggml-base.so.0", "libggml-cpu.so.0"]
+    assert info["llamacpp_version"] == "0.3.36"
     # every library is really a dependency of the binary (registration libraries kept)
     needed = subprocess.run(["readelf", "-d", str(harness_binary)], capture_output=True, text=True).stdout
     assert all(f"[{name}]" in needed for name in names)

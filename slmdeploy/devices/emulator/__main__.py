@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="adbkey.pub file whose key is accepted from the start (repeatable)")
     parser.add_argument("--link-speed", type=float, help="throttle to this many bytes/s per direction")
     parser.add_argument("--storage-quota", type=int, help="bytes /data + /sdcard may hold")
+    parser.add_argument("--cpu-share", type=float, metavar="CORES",
+                        help="host cores all the phone's commands share (e.g. 0.1: a phone 10x slower than one "
+                             "host core); needs root (a cgroup with the cpu controller)")
+    parser.add_argument("--thermal-interval", type=float, default=0.2, metavar="S",
+                        help="how often the heating model updates the sysfs files (default 0.2 s)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile, root=args.root, host=args.host, port=args.port,
         auth_required=not args.no_auth, auto_accept_keys=not args.ask_keys, authorized_keys=keys,
         faults=FaultPlan(link_bytes_per_s=args.link_speed, data_quota_bytes=args.storage_quota),
-        isolation=args.isolation,
+        isolation=args.isolation, cpu_share=args.cpu_share, thermal_interval_s=args.thermal_interval,
     )
     done = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: done.set())

@@ -22,6 +22,7 @@ from typing import Any
 
 from slmdeploy.devices.emulator.auth import KeyStore
 from slmdeploy.devices.emulator.connection import FEATURES, Connection
+from slmdeploy.devices.emulator.cpu_share import CpuShare
 from slmdeploy.devices.emulator.faults import FaultPlan, Faults
 from slmdeploy.devices.emulator.processes import ProcessTable
 from slmdeploy.devices.emulator.profiles import Profile, load_profile
@@ -58,6 +59,8 @@ class EmulatedPhone:
         thermal_interval_s: how often the heating model updates the sysfs files.
         features: what adbd advertises in its banner; leave out ``shell_v2`` for a phone
             older than Android 7 (its ``shell,v2`` requests are then refused, as such an adbd does).
+        cpu_share: host cores every command of the phone shares (e.g. 0.1): a phone that much
+            slower than this host, whose benchmarks take device time rather than host CPU (needs root).
     """
 
     def __init__(
@@ -74,8 +77,11 @@ class EmulatedPhone:
         isolation: str = "auto",
         thermal_interval_s: float = 0.2,
         features: tuple[str, ...] = FEATURES,
+        cpu_share: float | None = None,
     ) -> None:
         self.features = tuple(features)
+        self.cpu_share_cores = cpu_share
+        self.cpu_share: CpuShare | None = None
         self.profile = profile if isinstance(profile, Profile) else load_profile(profile)
         self._own_root = root is None
         self.root = Path(root) if root is not None else temporary_root()
@@ -123,6 +129,8 @@ class EmulatedPhone:
             listener.listen(16)
             self.sandbox.create()
             self.sandbox.start()
+            if self.cpu_share_cores is not None:
+                self.cpu_share = CpuShare(self.profile.name, self.cpu_share_cores)
         except BaseException:
             listener.close()
             self.sandbox.stop()
@@ -147,6 +155,9 @@ class EmulatedPhone:
         self.processes.kill_all()
         self.thermal.stop()
         self.sandbox.stop()
+        if self.cpu_share is not None:
+            self.cpu_share.remove()
+            self.cpu_share = None
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -216,7 +227,8 @@ class EmulatedPhone:
 
     def spawn(self, command: str | None, *, term: str | None = None, **popen: Any) -> subprocess.Popen[bytes]:
         """Start a command as the phone's shell would and track it."""
-        proc = self.sandbox.popen(command, term=term, **popen)
+        wrap = self.cpu_share.wrap if self.cpu_share is not None else None
+        proc = self.sandbox.popen(command, term=term, wrap=wrap, **popen)
         self.processes.add(proc.pid)
         return proc
 
@@ -251,9 +263,9 @@ class EmulatedPhone:
         """The next push drops the transport once it has received ``nbytes``."""
         self.faults.update(drop_push_after_bytes=nbytes)
 
-    def drop_next_shell_after(self, seconds: float) -> None:
-        """The next command is killed and the transport dropped after ``seconds``."""
-        self.faults.update(drop_shell_after_s=seconds)
+    def drop_next_shell_after(self, seconds: float, matching: str | None = None) -> None:
+        """The next command (containing ``matching``, if given) is killed and the transport dropped after ``seconds``."""
+        self.faults.update(drop_shell_after_s=seconds, drop_shell_matching=matching)
 
     def set_link_speed(self, bytes_per_s: float | None) -> None:
         """Throttle every connection (each direction) to ``bytes_per_s``; None: full speed."""

@@ -18,6 +18,7 @@ class FaultPlan:
 
     drop_push_after_bytes: int | None = None  # drop the transport once a push has received this much
     drop_shell_after_s: float | None = None  # kill the command and drop the transport after this long
+    drop_shell_matching: str | None = None  # ... only a command containing this text (else the next one)
     one_shot: bool = True  # the two drops disarm after firing once
     link_bytes_per_s: float | None = None  # throttle each direction of every connection
     data_quota_bytes: int | None = None  # /data + /sdcard capacity: ENOSPC beyond it
@@ -54,8 +55,12 @@ class Faults:
         value = self._take("drop_push_after_bytes")
         return None if value is None else int(value)
 
-    def take_shell_drop(self) -> float | None:
-        """Seconds after which the current command is killed and the link dropped."""
+    def take_shell_drop(self, command: str = "") -> float | None:
+        """Seconds after which ``command`` is killed and the link dropped (None: not this command)."""
+        with self._lock:
+            matching = self._plan.drop_shell_matching
+        if matching and matching not in command:
+            return None  # armed for another command: wait for it
         return self._take("drop_shell_after_s")
 
     @property

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from slmdeploy.devices.emulator.namespace import Mount, MountNamespace, namespaces_supported
 from slmdeploy.devices.emulator.profiles import Profile, host_abi
@@ -277,10 +277,12 @@ class Sandbox:
             env["SLMDEPLOY_SANDBOX_ROOT"] = str(self.root)
         return env
 
-    def popen(self, command: str | None, *, term: str | None = None, **kwargs: Any) -> subprocess.Popen[bytes]:
+    def popen(self, command: str | None, *, term: str | None = None,
+              wrap: Callable[[list[str]], list[str]] | None = None, **kwargs: Any) -> subprocess.Popen[bytes]:
         """Start ``/bin/sh -c command`` (an interactive shell if None) as the phone runs it.
 
         Each command gets its own session (pgid == pid) so it can be killed as a group.
+        ``wrap`` rewrites the final argv (e.g. to join the phone's CPU-share cgroup first).
         """
         if command is None:
             argv = ["/bin/sh", "-i"]
@@ -295,6 +297,8 @@ class Sandbox:
             argv = self._ns.wrap(argv)
         else:
             cwd = str(self.root)
+        if wrap is not None:
+            argv = wrap(argv)
         return subprocess.Popen(argv, cwd=cwd, env=self.environment(term), start_new_session=True,
                                 **kwargs)
 

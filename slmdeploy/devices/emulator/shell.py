@@ -228,7 +228,7 @@ class ShellSession:
             self.phone.processes.kill_session(proc.pid, signal.SIGKILL)
 
     def _arm_drop_fault(self) -> threading.Timer | None:
-        delay = self.phone.faults.take_shell_drop()
+        delay = self.phone.faults.take_shell_drop(self.request.command)
         if delay is None:
             return None
 

@@ -68,8 +68,11 @@ def verify_llm(
     return judge_llm(method, reference, quantized_reference, prompt_len, decode_steps)
 
 
-def judge_llm(method, reference, quantized_reference=None, prompt_len: int = 16, decode_steps: int = 16) -> dict[str, Any]:
-    """The verdict of ``verify_llm`` for any ``method`` with ``execute([tokens, input_pos]) -> [logits]``."""
+def judge_llm(method, reference, quantized_reference=None, prompt_len: int = 16, decode_steps: int = 16, *,
+              float_tolerance: float = FLOAT_TOLERANCE, quant_tolerance: float = QUANT_TOLERANCE,
+              min_top1: float = QUANT_MIN_TOP1) -> dict[str, Any]:
+    """The verdict of ``verify_llm`` for any ``method`` with ``execute([tokens, input_pos]) -> [logits]``;
+    a runtime whose kernels round differently passes its own tolerances."""
     vocab = reference.model.config.get_text_config().vocab_size
     refs = {"float": reference}
     if quantized_reference is not None:
@@ -84,17 +87,17 @@ def judge_llm(method, reference, quantized_reference=None, prompt_len: int = 16,
     }
     if quantized_reference is None:
         result.update(
-            status="passed" if flt["relative"] <= FLOAT_TOLERANCE else "failed",
-            criterion=f"max|logits - eager| / max(1, max|eager|) <= {FLOAT_TOLERANCE}",
+            status="passed" if flt["relative"] <= float_tolerance else "failed",
+            criterion=f"max|logits - eager| / max(1, max|eager|) <= {float_tolerance}",
         )
         return result
     q = stats["quantized"]
     result.update(
         top1_agreement_vs_quantized_eager=q["top1"],
         relative_diff_vs_quantized_eager=q["relative"],
-        status="passed" if q["relative"] <= QUANT_TOLERANCE and q["top1"] >= QUANT_MIN_TOP1 else "failed",
-        criterion=f"vs the eager quantized model: max|diff| / max(1, max|eager|) <= {QUANT_TOLERANCE} and "
-        f"top-1 agreement >= {QUANT_MIN_TOP1} (top1_agreement: vs the eager float model, reported)",
+        status="passed" if q["relative"] <= quant_tolerance and q["top1"] >= min_top1 else "failed",
+        criterion=f"vs the eager quantized model: max|diff| / max(1, max|eager|) <= {quant_tolerance} and "
+        f"top-1 agreement >= {min_top1} (top1_agreement: vs the eager float model, reported)",
     )
     return result
 

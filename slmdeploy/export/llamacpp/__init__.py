@@ -1,0 +1,1 @@
+"""llama.cpp (GGUF) through llama.cpp's own converter and quantizer."""
