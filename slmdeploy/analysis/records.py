@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from slmdeploy.analysis.metrics import summarize
+from slmdeploy.analysis.samples import run_samples
+from slmdeploy.analysis.stats import estimate
 from slmdeploy.harness.trace import read_trace
 
 RUN_FILE = "run.json"
@@ -21,11 +23,16 @@ def record(run_dir: Path) -> dict[str, Any]:
     """run.json's identity fields + metrics recomputed from the trace (so analysis fixes apply to old runs)."""
     meta = json.loads((run_dir / RUN_FILE).read_text())
     trace_path = run_dir / TRACE_FILE
-    metrics = summarize(read_trace(trace_path)) if trace_path.is_file() else {"complete": False}
+    trace = read_trace(trace_path) if trace_path.is_file() else None
+    metrics = summarize(trace) if trace is not None else {"complete": False}
+    samples = run_samples(trace) if trace is not None else {}
     row = {k: v for k, v in meta.items() if not isinstance(v, (dict, list))}
     row["workload"] = json.dumps(meta.get("workload", {}), sort_keys=True)
     row["delegates"] = "+".join(meta.get("delegates", []))
     row.update(metrics)
+    for name, values in samples.items():  # median, bootstrap CI and CV over the measured runs
+        row.update(estimate(values).as_dict(name))
+    row["samples"] = json.dumps(samples, separators=(",", ":"))
     row["status"] = meta.get("status") if not metrics.get("complete") else "complete"
     row["run_dir"] = str(run_dir.resolve())
     return row

@@ -30,7 +30,7 @@ def _write_lock(db: Path) -> Iterator[None]:
 
 
 BOOLEAN_COLUMNS = {"complete", "warmup", "thermal_throttled"}
-DOUBLE_SUFFIXES = ("_tps", "_sd", "_ms", "_mib", "_c", "_ratio", "_s")
+DOUBLE_SUFFIXES = ("_tps", "_sd", "_ms", "_mib", "_c", "_ratio", "_s", "_median", "_ci_lo", "_ci_hi", "_cv")
 
 
 def _sql_type(name: str, dtype) -> str:
