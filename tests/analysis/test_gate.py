@@ -25,10 +25,6 @@ def sides(tmp_path, base_values, cand_values, **kw):
     return load_runs(tmp_path / "base"), load_runs(tmp_path / "cand")
 
 
-def by_metric(result):
-    return {(r.label, r.metric.name): r for r in result.results}
-
-
 def only(result, metric):
     [r] = [r for r in result.results if r.metric.name == metric]
     return r
