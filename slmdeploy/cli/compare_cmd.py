@@ -19,7 +19,7 @@ EXIT_CRASH = 3  # a bug must not read as "regression" (1) nor as "usage" (2) to 
 @click.option("--metric", "-m", "metrics", multiple=True, metavar="NAME",
               help="A metric to gate on (repeatable): prefill_tps, decode_tps, ttft_ms, decode_step_ms, forward_ms, "
                    f"peak_rss_mib [default: {', '.join(DEFAULT_METRICS)}].")
-@click.option("--threshold", default="5%", show_default=True,
+@click.option("--threshold", default="5%", show_default=True, metavar="PCT",
               help="Smallest change (in %) that can count as a regression or improvement.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a JUnit XML report (a testcase per row and metric; regressions fail).")
