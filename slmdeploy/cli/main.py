@@ -7,6 +7,7 @@ import click
 from slmdeploy._version import __version__
 from slmdeploy.cli.bench_cmd import bench_cmd
 from slmdeploy.cli.common import Group, quiet_libraries
+from slmdeploy.cli.compare_cmd import compare_cmd
 from slmdeploy.cli.devices_cmd import devices_cmd
 from slmdeploy.cli.export_cmd import export_cmd
 from slmdeploy.cli.harness_cmd import harness_cmd
@@ -28,8 +29,8 @@ def cli() -> None:
     quiet_libraries()
 
 
-for command in (export_cmd, bench_cmd, study_cmd, devices_cmd, report_cmd, targets_cmd, models_cmd, harness_cmd,
-                lab_cmd):
+for command in (export_cmd, bench_cmd, study_cmd, devices_cmd, report_cmd, compare_cmd, targets_cmd, models_cmd,
+                harness_cmd, lab_cmd):
     cli.add_command(command)
 
 
