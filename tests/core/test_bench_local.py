@@ -98,7 +98,7 @@ def test_a_static_prefill_takes_only_its_own_prompt_length(tiny_fp32):
 def test_an_interrupted_run_is_stored_incomplete_with_its_iterations(tiny_fp32, tmp_path):
     long = Workload(prompt_tokens=16, gen_tokens=32, warmup=0, runs=100_000, telemetry_interval_ms=0)
     with pytest.raises(HarnessError, match="incomplete"):
-        bench(tiny_fp32, "local", workload=long, runs_dir=tmp_path, timeout=12, progress=False)
+        bench(tiny_fp32, "local", workload=long, runs_dir=tmp_path, timeout=30, progress=False)
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["status"] == "incomplete" and "timed out" in meta["error"]
