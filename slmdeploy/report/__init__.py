@@ -1,0 +1,10 @@
+"""Reports people open: a self-contained HTML page of runs, and a run as a Perfetto trace.
+
+    from slmdeploy.report import html_report, write_perfetto
+    html_report(["runs/"], "report.html")                 # open from disk, no network
+    write_perfetto("runs/2026…-fp32", "run.trace.json")   # open in ui.perfetto.dev
+"""
+
+from slmdeploy.report.perfetto import write_perfetto
+
+__all__ = ["write_perfetto"]
