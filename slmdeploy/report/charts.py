@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 import matplotlib
@@ -43,7 +44,8 @@ def _svg(fig: Figure) -> str:
     with matplotlib.rc_context(RC):
         fig.savefig(buf, format="svg")
     text = buf.getvalue()
-    return text[text.index("<svg"):]
+    text = text[text.index("<svg"):]
+    return re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.S)  # RDF boilerplate, per chart
 
 
 def _figure(width: float, height: float, *, left: float = 0.8, right: float = 0.3, bottom: float = 0.5,
