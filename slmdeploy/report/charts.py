@@ -4,6 +4,10 @@ SVG keeps the page one file that needs no network (no JavaScript chart library, 
 and stays sharp when zoomed; text is kept as text (``svg.fonttype: none``), which keeps
 the files small. Every artist that draws data gets an SVG id starting ``data-`` so a test
 (or a reader's script) can tell a chart with data from an empty frame.
+
+Figures are ``matplotlib.figure.Figure`` objects, never pyplot: they need no GUI backend
+(headless as with ``matplotlib.use("Agg")``) without switching the backend of the caller's
+process (a notebook that makes a report keeps its inline plots).
 """
 
 from __future__ import annotations
@@ -14,13 +18,10 @@ import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from slmdeploy.report.timeline import Timeline  # noqa: E402
+from slmdeploy.report.timeline import Timeline
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -27,8 +27,8 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24p
 padding:0 16px}
 h1{font-size:1.5em;margin-bottom:0}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:4px}
 .meta,.note{color:#555;font-size:.9em}.note{background:#fff8e1;border-left:3px solid #f0b400;padding:6px 10px}
-table{border-collapse:collapse;font-size:.85em;width:100%}th,td{padding:4px 8px;border-bottom:1px solid #eee;
-text-align:right;white-space:nowrap}th{background:#f6f6f6;position:sticky;top:0}td.l,th.l{text-align:left}
+table{border-collapse:collapse;font-size:.82em;width:100%}th,td{padding:3px 6px;border-bottom:1px solid #eee;
+text-align:right;white-space:nowrap}th{background:#f6f6f6;position:sticky;top:0;white-space:normal;vertical-align:bottom}td.l,th.l{text-align:left}
 .ci{color:#777;font-size:.9em}.ok{color:#1a7f37}.bad{color:#b42318;font-weight:600}
 figure{margin:12px 0}figure svg{max-width:100%;height:auto}figcaption{font-size:.85em;color:#555}
 .scroll{max-height:480px;overflow:auto}
@@ -48,6 +48,10 @@ class HtmlReport:
     per_run_note: str | None
     bytes: int
     seconds: float
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _e(value: Any) -> str:
@@ -77,7 +81,7 @@ def summary_table(rows: "pd.DataFrame") -> str:
     head = ["model", "quant", "runtime", "device", "threads", "workload", "runs"]
     out = ["<div class='scroll'><table id='summary'><thead><tr>"]
     out += [f"<th class='l'>{h}</th>" for h in head[:-1]] + ["<th>runs</th>"]
-    out += [f"<th>{_e(label)}<br><span class='ci'>median [95% CI]</span></th>" for _, label, _ in metrics]
+    out += [f"<th>{_e(label)} <span class='ci'>median [95% CI]</span></th>" for _, label, _ in metrics]
     out += ["<th class='l'>validity</th>" if has_valid else ""]
     out.append("</tr></thead><tbody>")
     for r in rows.to_dict("records"):
@@ -120,7 +124,7 @@ def build_page(frame: "pd.DataFrame", *, title: str, sources: Iterable[str], per
 
     rows = summary_rows(frame)
     parts = [f"<h1>{_e(title)}</h1>",
-             f"<p class='meta'>{len(frame)} runs in {len(rows)} configurations, from {_e(', '.join(sources))}; "
+             f"<p class='meta'>{_n(len(frame), 'run')} in {_n(len(rows), 'configuration')}, from {_e(', '.join(sources))}; "
              f"generated {_e(time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))} by slmdeploy. "
              "Medians with percentile-bootstrap 95% confidence intervals over the measured runs "
              "(warm-ups excluded).</p>",
