@@ -33,6 +33,15 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 _gid = iter(range(1 << 62))
 
 
+def _colors(n: int) -> list[str]:
+    """``n`` distinct colours: tab10, or tab20's 20 when there are more series (then they repeat)."""
+    if n <= len(PALETTE):
+        return PALETTE
+    from matplotlib.colors import to_hex
+
+    return [to_hex(c) for c in matplotlib.colormaps["tab20"].colors]
+
+
 def _mark(artists: Iterable[Any]) -> None:
     for artist in artists:
         artist.set_gid(f"data-{next(_gid)}")
@@ -71,7 +80,7 @@ def _err(rows: list[dict[str, Any]], metric: str) -> tuple[list[float], list[lis
     return med, [lo, hi]
 
 
-def metric_bars(rows: "pd.DataFrame", metrics: list[tuple[str, str]], max_series: int = 12) -> str | None:
+def metric_bars(rows: "pd.DataFrame", metrics: list[tuple[str, str]], max_series: int = 20) -> str | None:
     """One panel per metric: x = device, a bar per configuration (quantization, model, ...),
     height = median over the pooled runs, whiskers = bootstrap 95% CI."""
     from slmdeploy.report.data import row_labels
@@ -82,7 +91,8 @@ def metric_bars(rows: "pd.DataFrame", metrics: list[tuple[str, str]], max_series
     rows = rows.copy()
     rows["device_label"] = [str(r.get("device_model") or r.get("device") or "?") for r in rows.to_dict("records")]
     rows["series"] = row_labels(rows, without=("device",))
-    series = list(dict.fromkeys(rows["series"]))[:max_series]
+    every = list(dict.fromkeys(rows["series"]))
+    series = every[:max_series]
     devices = list(dict.fromkeys(rows["device_label"]))
     legend_rows = math.ceil(len(series) / 3) if len(series) > 1 else 0
     cols = 2 if len(metrics) > 1 else 1
@@ -94,7 +104,8 @@ def metric_bars(rows: "pd.DataFrame", metrics: list[tuple[str, str]], max_series
     width = 0.8 / max(len(series), 1)
     recs = [r for r in rows.to_dict("records") if r["series"] in series]
     xs = [devices.index(r["device_label"]) + (series.index(r["series"]) - (len(series) - 1) / 2) * width for r in recs]
-    colors = [PALETTE[series.index(r["series"]) % len(PALETTE)] for r in recs]
+    palette = _colors(len(series))
+    colors = [palette[series.index(r["series"]) % len(palette)] for r in recs]
     for ax, (metric, label) in zip(axes, metrics):
         med, err = _err(recs, metric)  # one bar() and one errorbar() per panel: artists cost drawing time
         bars = ax.bar(xs, med, width * 0.9, color=colors)
@@ -104,9 +115,12 @@ def metric_bars(rows: "pd.DataFrame", metrics: list[tuple[str, str]], max_series
         ax.set_xticks(range(len(devices)), devices, fontsize=8)
         ax.set_ylabel(label)
     if len(series) > 1:
-        handles = [Patch(color=PALETTE[i % len(PALETTE)], label=name) for i, name in enumerate(series)]
+        handles = [Patch(color=palette[i % len(palette)], label=name) for i, name in enumerate(series)]
         fig.legend(handles=handles, fontsize=7, ncol=min(3, len(series)), loc="upper left", frameon=False,
                    bbox_to_anchor=(0.06, 1.0), borderaxespad=0.2)
+    if len(every) > len(series):
+        fig.text(0.99, 0.995, f"the first {len(series)} of {len(every)} configurations (table order)", ha="right",
+                 va="top", fontsize=7, color="#b42318")
     return _svg(fig)
 
 
@@ -144,7 +158,7 @@ def size_scaling(rows: "pd.DataFrame") -> str | None:
     return _svg(fig)
 
 
-def step_timeline(timeline: Timeline, title: str) -> str | None:
+def step_timeline(timeline: Timeline) -> str | None:
     """Decode-step latency over the run (warm-ups grey), with each core's frequency cap and the
     hottest thermal zone on secondary axes: a throttled phone shows the cap drop and steps slow."""
     steps = [s for s in timeline.slices if s.kind == "step"]
@@ -163,7 +177,6 @@ def step_timeline(timeline: Timeline, title: str) -> str | None:
             _mark([line])
     ax.set_xlabel("time since harness start (s)")
     ax.set_ylabel(f"{steps[0].phase} step (ms)")
-    ax.set_title(title, fontsize=9, loc="left")
     handles, labels = ax.get_legend_handles_labels()
     if caps:
         ax2 = ax.twinx()
@@ -193,8 +206,8 @@ def step_timeline(timeline: Timeline, title: str) -> str | None:
     if not caps and not zones:
         ax.text(0.99, 0.97, "no frequency or temperature telemetry in this trace", transform=ax.transAxes,
                 ha="right", va="top", fontsize=7, color="#666666")
-    ax.legend(handles[:8], labels[:8], fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False,
-              ncol=min(len(handles), 4), borderaxespad=0.1)
+    ax.legend(handles[:8], labels[:8], fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), frameon=False,
+              ncol=len(handles[:8]), borderaxespad=0.1)
     return _svg(fig)
 
 

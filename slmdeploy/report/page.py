@@ -25,7 +25,7 @@ OPS_RUNS = 3  # profiled runs whose op breakdown is charted (reading an ETDump t
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1200px;color:#222;
 padding:0 16px}
-h1{font-size:1.5em;margin-bottom:0}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:4px}
+h1{font-size:1.5em;margin-bottom:0}h3{font-size:.95em;margin:1.2em 0 0;font-weight:600}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:4px}
 .meta,.note{color:#555;font-size:.9em}.note{background:#fff8e1;border-left:3px solid #f0b400;padding:6px 10px}
 table{border-collapse:collapse;font-size:.82em;width:100%}th,td{padding:3px 6px;border-bottom:1px solid #eee;
 text-align:right;white-space:nowrap}th{background:#f6f6f6;position:sticky;top:0;white-space:normal;vertical-align:bottom}td.l,th.l{text-align:left}
@@ -155,7 +155,8 @@ def build_page(frame: "pd.DataFrame", *, title: str, sources: Iterable[str], per
         if note:
             parts.append(f"<p class='note'>{_e(note)}</p>")
         for i, (run_id, (r, tl)) in enumerate(timelines.items()):
-            add(f"timeline-{i}", charts.step_timeline(tl, _run_title(r)),
+            parts.append(f"<h3>{_e(_run_title(r))}</h3>")
+            add(f"timeline-{i}", charts.step_timeline(tl),
                 "Each decode step's latency at the time it ran (grey: warm-up); core frequency caps "
                 "(scaling_max_freq) and the hottest thermal zone on the right axes.")
         parts.append("<h2>Memory over time</h2>")
