@@ -125,32 +125,36 @@ def metric_bars(rows: "pd.DataFrame", metrics: list[tuple[str, str]], max_series
 
 
 def size_scaling(rows: "pd.DataFrame") -> str | None:
-    """Decode and prefill tok/s (median, 95% CI) against model size; a series per device."""
-    if rows.empty or "model_size" not in rows:
-        return None
-    rows = rows[rows["model_size"].apply(_ok)]
+    """Decode and prefill tok/s (median, 95% CI) against model size (file size, else parameter
+    count); a series per device."""
     if rows.empty:
         return None
+    size = next((c for c in ("model_size", "params") if c in rows and rows[c].apply(_ok).sum() > 1), None)
+    if size is None:
+        return None
+    rows = rows[rows[size].apply(_ok)]
+    scale, xlabel = ((1 << 20), "model size (MiB)") if size == "model_size" else (1e6, "parameters (M)")
     fig = _figure(10.0, 3.0)
     axes = fig.subplots(1, 2)
-    devices = list(dict.fromkeys(str(r.get("device_model") or r.get("device") or "?") for r in rows.to_dict("records")))
+    device = [str(r.get("device_model") or r.get("device") or "?") for r in rows.to_dict("records")]
+    devices = list(dict.fromkeys(device))
+    palette = _colors(len(devices))
     drawn = False
     for ax, metric, label in ((axes[0], "decode_tps", "decode tok/s"), (axes[1], "prefill_tps", "prefill tok/s")):
-        for i, device in enumerate(devices):
-            recs = [r for r in rows.to_dict("records") if str(r.get("device_model") or r.get("device") or "?") == device
-                    and _ok(r.get(f"{metric}_median"))]
+        for i, name in enumerate(devices):
+            recs = [r for r, d in zip(rows.to_dict("records"), device) if d == name and _ok(r.get(f"{metric}_median"))]
             if not recs:
                 continue
-            xs = [r["model_size"] / (1 << 20) for r in recs]
+            xs = [r[size] / scale for r in recs]
             med, err = _err(recs, metric)
-            eb = ax.errorbar(xs, med, yerr=err, fmt="o", ms=4, capsize=2, color=PALETTE[i % len(PALETTE)],
-                             label=device, elinewidth=1)
+            eb = ax.errorbar(xs, med, yerr=err, fmt="o", ms=4, capsize=2, color=palette[i % len(palette)],
+                             label=name, elinewidth=1)
             _mark([eb.lines[0], *eb.lines[2]])
             drawn = True
-        sizes = rows["model_size"] / (1 << 20)
-        if sizes.max() > 10 * sizes.min():
+        values = rows[size] / scale
+        if values.max() > 10 * values.min():
             ax.set_xscale("log")
-        ax.set_xlabel("model size (MiB)")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
     if not drawn:
         return None

@@ -140,9 +140,11 @@ def build_page(frame: "pd.DataFrame", *, title: str, sources: Iterable[str], per
     add("metrics", charts.metric_bars(rows, [("prefill_tps", "prefill tok/s"), ("decode_tps", "decode tok/s"),
                                              ("ttft_ms", "TTFT (ms)"), ("forward_ms", "forward (ms)")]),
         "Bars: median over the pooled measured runs of each configuration; whiskers: bootstrap 95% CI.")
-    if "model_size" in rows and rows["model_size"].nunique() > 1:
+    sizes = [c for c in ("model_size", "params") if c in rows and rows[c].nunique() > 1]
+    if sizes:
         parts.append("<h2>Throughput vs model size</h2>")
-        add("size", charts.size_scaling(rows), "Median tok/s (95% CI) per configuration against its model file size.")
+        add("size", charts.size_scaling(rows), "Median tok/s (95% CI) per configuration against its model size "
+            f"({'file size' if sizes[0] == 'model_size' else 'parameter count'}).")
 
     chosen, note = pick_runs(frame, per_run)
     timelines = {}

@@ -109,7 +109,8 @@ def layout(trace: Trace) -> Timeline:
             memory.append({"t_ns": s.end_ns, "rss_kib": int(event["rss_kib"]), "hwm_kib": _int(event.get("hwm_kib"))})
     memory.sort(key=lambda m: m["t_ns"])
 
-    starts = [s.start_ns for s in slices] + [t["t_ns"] for t in telemetry]
+    stamps = (_int(e.get("t_ns")) for e in trace.events)
+    starts = [s.start_ns for s in slices] + [t for t in stamps if t is not None]
     origin = min(starts) if starts else 0
     slices = [_shift(s, origin) for s in slices]
     for series in (telemetry, memory):

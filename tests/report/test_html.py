@@ -93,3 +93,24 @@ def test_browser_opens_it_offline_with_every_chart_drawn(page, tmp_path):
     assert seen.summary_rows == 48
     png = seen.screenshot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 100_000
+
+
+def test_a_forward_workload_gets_forward_charts(tmp_path):
+    run_dir = tmp_path / "runs" / "fwd"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"run_id": "fwd", "model": "mobilenet", "device": "local",
+                                                  "status": "complete", "started_at": "2026-01-01T00:00:00+00:00",
+                                                  "workload": {"iterations": 2}}))
+    events = [{"type": "header", "t_ns": 0, "protocol": "slmdeploy.trace/1"},
+              {"type": "load", "t_ns": 2_000_000, "ns": 1_500_000, "rss_kib": 10_240}]
+    for run in range(4):
+        events.append({"type": "iteration", "t_ns": 3_000_000 * (run + 1), "run": run, "warmup": False,
+                       "phase": "forward", "tokens": 0, "ns": 500_000 + run, "step_ns": [200_000, 300_000 + run],
+                       "rss_kib": 11_264, "hwm_kib": 11_300})
+    events.append({"type": "footer", "t_ns": 13_000_000, "status": "complete"})
+    (run_dir / "trace.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    report = html_report(tmp_path / "runs", tmp_path / "fwd.html")
+    assert report.charts == ["metrics", "timeline-0", "memory"]
+    text = report.path.read_text()
+    assert "forward ms" in text and "forward step (ms)" in text
+    assert "0.250 <span class=\"ci\">" in text.replace("'", '"')  # median of 0.25 ms forward times over 4 runs

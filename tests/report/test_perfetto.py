@@ -120,3 +120,25 @@ def test_a_run_without_a_trace_is_refused_in_one_line(tmp_path):
     (tmp_path / "run.json").write_text("{}")
     with pytest.raises(SlmdeployError, match="no trace.jsonl"):
         write_perfetto(tmp_path, tmp_path / "x.json")
+
+
+def test_a_forward_workload_has_one_slice_per_invocation(tmp_path):
+    run_dir = tmp_path / "fwd"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"run_id": "fwd", "model": "mobilenet", "device": "local"}))
+    events = [{"type": "header", "t_ns": 0, "protocol": "slmdeploy.trace/1"},
+              {"type": "load", "t_ns": 2_000_000, "ns": 1_500_000, "rss_kib": 10_240},
+              {"type": "iteration", "t_ns": 3_000_000, "run": 0, "warmup": True, "phase": "forward",
+               "tokens": 0, "ns": 600_000, "step_ns": [300_000, 300_000], "rss_kib": 11_264},
+              {"type": "iteration", "t_ns": 4_000_000, "run": 0, "warmup": False, "phase": "forward",
+               "tokens": 0, "ns": 500_000, "step_ns": [200_000, 300_000], "rss_kib": 11_264},
+              "not json: a torn line is skipped",
+              {"type": "footer", "t_ns": 4_100_000, "status": "complete"}]
+    (run_dir / "trace.jsonl").write_text("".join((json.dumps(e) if isinstance(e, dict) else e) + "\n" for e in events))
+    doc = load(write_perfetto(run_dir, tmp_path / "fwd.json").path)
+    slices = {(s["cat"], s["name"]): s for s in x_slices(doc)}
+    assert [name for cat, name in slices if cat == "step"] == ["invoke 0 (warmup)", "invoke 1 (warmup)", "invoke 0",
+                                                                 "invoke 1"]
+    assert slices[("load", "load")]["ts"] == 500.0  # ends at t_ns 2 ms, began 1.5 ms earlier; 0 = the header
+    assert slices[("forward", "forward (run 0)")]["ts"] == 3500.0 and slices[("step", "invoke 1")]["ts"] == 3700.0
+    assert check_nesting(x_slices(doc)) == 3
