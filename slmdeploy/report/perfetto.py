@@ -125,6 +125,11 @@ def _executes(timeline: Timeline, include_warmup: bool) -> list[Slice]:
 
 
 def _etdump_ops(path: Path, timeline: Timeline) -> tuple[list[dict[str, Any]], str | None]:
+    """Each execute's events at their offset from its ``Method::execute`` start.
+
+    The Inspector keeps each event's start ticks (``_start_time``, one per execute; ns with
+    ExecuTorch's POSIX platform layer) beside its durations (``perf_data.raw``, ms).
+    """
     from slmdeploy.analysis.etdump import _op_name, load_inspector
 
     inspector = load_inspector(path)
@@ -133,19 +138,22 @@ def _etdump_ops(path: Path, timeline: Timeline) -> tuple[list[dict[str, Any]], s
         return [], f"{path.name} holds no executes"
     executes = _executes(timeline, include_warmup=True)
     method = next((e for e in block.events if e.name == "Method::execute"), None)
-    if method is None or not method._start_time or len(method._start_time) != len(executes):
-        count = len(method._start_time or []) if method is not None else 0
-        return [], f"{path.name} has {count} executes but the trace {len(executes)}: ops not nested"
+    starts = getattr(method, "_start_time", None) if method is not None else None
+    if not starts:
+        return [], f"this ExecuTorch's Inspector gives no start times for {path.name}: ops not nested"
+    if len(starts) != len(executes):
+        return [], f"{path.name} has {len(starts)} executes but the trace {len(executes)}: ops not nested"
     per_exec: list[list[tuple[str, str, int, int]]] = [[] for _ in executes]
     for event in block.events:
-        if event.name in ("Method::execute", "OPERATOR_CALL") or not event._start_time or event.perf_data is None:
+        ticks = getattr(event, "_start_time", None)
+        if event.name in ("Method::execute", "OPERATOR_CALL") or not ticks or event.perf_data is None:
             continue
         op, category = _op_name(event.name, bool(event.is_delegated_op))
         if category == "delegate_call":
             op = f"{event.delegate_backend_name or 'delegate'} call"
-        for k, (start, ms) in enumerate(zip(event._start_time, event.perf_data.raw)):
+        for k, (start, ms) in enumerate(zip(ticks, event.perf_data.raw)):
             if k < len(executes):
-                offset = int(start) - int(method._start_time[k])
+                offset = int(start) - int(starts[k])
                 per_exec[k].append((op, category, executes[k].start_ns + offset, int(ms * 1e6)))
     out = []
     for parent, ops in zip(executes, per_exec):
