@@ -104,8 +104,8 @@ def _write_files(paths: tuple[Path, ...], html_file: Path | None, perfetto_file:
         report = html_report(list(paths), html_file, per_run=per_run)
         out["html"] = as_dict(report)
         if not as_json:
-            stderr.print(f"wrote {report.path}: {report.runs} runs, {report.rows} rows, {len(report.charts)} charts, "
-                         f"{report.bytes / 1024:.0f} KiB", highlight=False, soft_wrap=True)
+            stderr.print(f"wrote {report.path}: {report.runs} run(s) in {report.rows} configuration(s), "
+                         f"{len(report.charts)} charts, {report.bytes / 1024:.0f} KiB", highlight=False, soft_wrap=True)
             if report.per_run_note:
                 stderr.print(report.per_run_note, highlight=False, soft_wrap=True)
     if as_json:
