@@ -114,3 +114,15 @@ def test_a_forward_workload_gets_forward_charts(tmp_path):
     text = report.path.read_text()
     assert "forward ms" in text and "forward step (ms)" in text
     assert "0.250 <span class=\"ci\">" in text.replace("'", '"')  # median of 0.25 ms forward times over 4 runs
+
+
+def test_a_results_database_gives_the_same_page(synthetic_runs, page, tmp_path):
+    from slmdeploy.analysis.store import store_runs
+
+    db = tmp_path / "results.duckdb"
+    store_runs(sorted(p for p in synthetic_runs.iterdir() if p.is_dir()), db)
+    report = html_report(db, tmp_path / "db.html", per_run=4)
+    assert (report.runs, report.rows, report.charts, report.per_run_note) == (
+        page.runs, page.rows, page.charts, page.per_run_note)
+    table = lambda p: re.search(r"<table id='summary'>.*?</table>", p.read_text(), re.S).group(0)  # noqa: E731
+    assert table(report.path) == table(page.path)  # same rows, medians and CIs
