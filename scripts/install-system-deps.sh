@@ -2,6 +2,7 @@
 # System packages slmdeploy's tests need (idempotent: installs only what is missing).
 #   openssh-server  the real sshd the ssh transport's tests and benchmarks start on loopback
 #   cmake, g++, make  to build the native harness (android_harness/) for this host
+#   chromium          the headless browser the HTML report's tests open the page in (via playwright)
 # The adb binary comes from the adbutils wheel; nothing else is needed from apt.
 set -eu
 
@@ -11,6 +12,7 @@ command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
 command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 command -v g++ >/dev/null 2>&1 || missing="$missing g++"
 command -v make >/dev/null 2>&1 || missing="$missing make"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
 
 if [ -z "$missing" ]; then
   echo "system deps: all present"
