@@ -17,6 +17,7 @@
 
 #include "args.h"
 #include "backend.h"
+#include "bandwidth.h"
 #include "trace.h"
 #include "util.h"
 
@@ -198,6 +199,9 @@ int run(int argc, char** argv) {
     std::fputs(usage_text(), stdout);
     return kExitOk;
   }
+  // Before any thread exists (the probe forks); written to the trace after the header.
+  BandwidthResult probe;
+  if (args.bandwidth_probe_mib > 0) probe = probe_bandwidth(args.bandwidth_probe_mib, args.threads);
   std::unique_ptr<Backend> backend = args.runtime == "executorch" ? make_executorch_backend()
                                      : args.runtime == "tflite"   ? make_litert_backend()
                                                                   : make_llamacpp_backend();
@@ -222,6 +226,11 @@ int run(int argc, char** argv) {
   TelemetrySampler sampler(trace, args.telemetry_interval_ms);
   try {
     trace.write(header_line(args, *backend));
+    if (args.bandwidth_probe_mib > 0) {
+      Json event;
+      event.str("type", "bandwidth").num("t_ns", since_start_ns());
+      trace.write(add_bandwidth(event, probe).done());
+    }
     backend->configure_threads(args.threads);
     sampler.start();
     const MemSnapshot before = mem_snapshot();
