@@ -49,6 +49,7 @@ def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, r
       slmdeploy bench artifacts/x-tflite --device adb:R58N12ABCDE --accelerator gpu
       slmdeploy bench llama-tiny --no-bandwidth-probe   # skip the roofline's bandwidth probe
     """
+    from slmdeploy.analysis.roofline_table import roofline_table
     from slmdeploy.analysis.table import results_table
     from slmdeploy.bench import Workload, bench
     from slmdeploy.analysis import load_runs
@@ -63,4 +64,6 @@ def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, r
         emit_json({"run_dir": str(result.run_dir), "status": result.status, "result": frame.to_dict("records")[0]})
         return
     stdout.print(results_table(frame))
+    if (roofline := roofline_table(frame)) is not None:
+        stdout.print(roofline)
     stdout.print(f"[dim]run directory: {result.run_dir}[/]")
