@@ -179,6 +179,14 @@ def test_bench_reports_bytes_per_token_and_keeps_the_bandwidth(probed_run, tiny_
     assert text.exit_code == 0 and "roofline" in text.output and "weights+kv" in text.output
 
 
+def test_devices_shows_the_last_measured_bandwidth(cache):
+    bandwidth_store.remember("local", {"best_gbps": 12.5, "bytes": 1 << 27, "passes": 5, "threads": 2})
+    out = CliRunner().invoke(_cli(), ["devices", "--device", "local", "--json"])
+    assert out.exit_code == 0, out.output
+    (info,) = [i for i in json.loads(out.output) if i["spec"] == "local"]
+    assert info["bandwidth"]["best_gbps"] == 12.5 and info["bandwidth"]["threads"] == 2
+
+
 def _cli():
     from slmdeploy.cli.main import cli
 
