@@ -168,10 +168,16 @@ BandwidthResult probe_bandwidth(int64_t min_mib, int64_t threads) {
   std::string text;
   char chunk[256];
   ssize_t n;
-  while ((n = ::read(fds[0], chunk, sizeof chunk)) > 0) text.append(chunk, static_cast<size_t>(n));
+  // A signal (SIGTERM) interrupts read and waitpid: the probe is short, so let it finish;
+  // the harness sees the signal at its next check.
+  while ((n = ::read(fds[0], chunk, sizeof chunk)) != 0) {
+    if (n > 0) text.append(chunk, static_cast<size_t>(n));
+    else if (errno != EINTR) break;
+  }
   ::close(fds[0]);
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   long long bytes = 0, passes = 0, used = 0;
   if (std::sscanf(text.c_str(), "ok %lld %lld %lld %lf %lf", &bytes, &passes, &used, &r.best_gbps,
                   &r.median_gbps) == 5) {

@@ -199,9 +199,6 @@ int run(int argc, char** argv) {
     std::fputs(usage_text(), stdout);
     return kExitOk;
   }
-  // Before any thread exists (the probe forks); written to the trace after the header.
-  BandwidthResult probe;
-  if (args.bandwidth_probe_mib > 0) probe = probe_bandwidth(args.bandwidth_probe_mib, args.threads);
   std::unique_ptr<Backend> backend = args.runtime == "executorch" ? make_executorch_backend()
                                      : args.runtime == "tflite"   ? make_litert_backend()
                                                                   : make_llamacpp_backend();
@@ -221,6 +218,9 @@ int run(int argc, char** argv) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGINT, &action, nullptr);
+  // Before any thread exists (the probe forks); written to the trace after the header.
+  BandwidthResult probe;
+  if (args.bandwidth_probe_mib > 0) probe = probe_bandwidth(args.bandwidth_probe_mib, args.threads);
 
   const char* phase = "load";
   TelemetrySampler sampler(trace, args.telemetry_interval_ms);

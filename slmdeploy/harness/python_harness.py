@@ -298,12 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupted)
-    # Before any runtime starts threads (the probe forks); written to the trace after the header.
-    probe = bandwidth.probe(args.bandwidth_probe_mib, args.threads) if args.bandwidth_probe_mib else None
     writer = TraceWriter(args.trace)
     emit = writer.write
     phase = "load"
     try:
+        # Before any runtime starts threads (the probe forks); written to the trace after the header.
+        probe = bandwidth.probe(args.bandwidth_probe_mib, args.threads) if args.bandwidth_probe_mib else None
         runtime = _LlamaCpp(args) if args.runtime == "llamacpp" else _ExecuTorch(args)
         emit(header(args, runtime.version, args.runtime))
         if probe is not None:

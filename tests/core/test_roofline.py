@@ -133,6 +133,38 @@ def test_python_probe_reports_a_plausible_bandwidth(tmp_path):
     assert probe["t_ns"] >= trace.header["t_ns"]
 
 
+def test_a_probe_that_fails_or_dies_is_reported_not_raised(monkeypatch):
+    import os
+    import signal
+
+    from slmdeploy.harness import bandwidth
+
+    def broken(mib, threads):
+        raise MemoryError("no room for the buffer")
+
+    monkeypatch.setattr(bandwidth, "measure", broken)  # the forked child inherits it
+    failed = bandwidth.probe(16, 1)
+    assert failed["error"] == "MemoryError: no room for the buffer" and "best_gbps" not in failed
+    monkeypatch.setattr(bandwidth, "measure", lambda mib, threads: os.kill(os.getpid(), signal.SIGKILL))
+    killed = bandwidth.probe(16, 1)  # as the OOM killer would
+    assert "ended without a result (exit status -9" in killed["error"] and killed["ns"] > 0
+
+
+def test_buffer_is_four_times_the_largest_cache(tmp_path, monkeypatch):
+    from slmdeploy.harness import bandwidth
+
+    for cpu, sizes in (("cpu0", ("32K", "512K")), ("cpu1", ("96M",))):
+        for i, size in enumerate(sizes):
+            (tmp_path / f"devices/system/cpu/{cpu}/cache/index{i}").mkdir(parents=True)
+            (tmp_path / f"devices/system/cpu/{cpu}/cache/index{i}/size").write_text(size + "\n")
+    assert bandwidth.largest_cache_bytes(str(tmp_path)) == 96 << 20
+    monkeypatch.setattr(bandwidth, "largest_cache_bytes", lambda: 96 << 20)
+    monkeypatch.setattr(bandwidth, "_available_bytes", lambda: 64 << 30)
+    assert bandwidth.buffer_bytes(128) == 384 << 20
+    monkeypatch.setattr(bandwidth, "_available_bytes", lambda: 1 << 30)  # a small board: a quarter of what is free
+    assert bandwidth.buffer_bytes(128) == 256 << 20
+
+
 def test_probe_is_off_unless_asked_and_its_size_is_checked(tmp_path):
     assert "--bandwidth-probe-mib" not in HarnessArgs(model="m", trace="t").argv()  # older harnesses still run
     args = HarnessArgs(model="m", trace=str(tmp_path / "t.jsonl"), vocab_size=16, bandwidth_probe_mib=-1)
