@@ -135,6 +135,15 @@ def weight_bytes(trace: Trace, meta: dict[str, Any]) -> int | None:
     return size
 
 
+def _with_runtime_kv_type(trace: Trace, kv: KVFacts) -> KVFacts:
+    """llama.cpp reports the KV cache type of the context it made (``type_k``/``type_v``): the run's own truth."""
+    for event in trace.of("load"):
+        ctx = event.get("llamacpp")
+        if isinstance(ctx, dict) and ctx.get("type_k") == ctx.get("type_v") and isinstance(ctx.get("type_k"), str):
+            return KVFacts(kv.layers, kv.kv_heads, kv.head_dim, dtype=ctx["type_k"])
+    return kv
+
+
 def roofline(trace: Trace, meta: dict[str, Any], kv: KVFacts, decode_tps: float | None) -> dict[str, Any]:
     """The roofline columns of one run (``COLUMNS``); None where a number cannot be had."""
     from slmdeploy.devices import bandwidth_store
@@ -146,6 +155,7 @@ def roofline(trace: Trace, meta: dict[str, Any], kv: KVFacts, decode_tps: float 
     elif (stored := bandwidth_store.last(meta.get("device"))) is not None:
         row.update(bandwidth_gbps=stored["best_gbps"], bandwidth_source="device",
                    bandwidth_threads=stored.get("threads"))
+    kv = _with_runtime_kv_type(trace, kv)
     decode = [e for e in trace.iterations() if e.get("phase") == "decode" and _positive_int(e.get("tokens"))]
     weights = weight_bytes(trace, meta)
     if not decode or weights is None:

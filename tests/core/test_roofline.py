@@ -84,6 +84,17 @@ def test_missing_architecture_facts_give_weights_only_and_say_so(cache):
         "weights-only: no size of kv dtype 'q4_k'"
 
 
+def test_llamacpp_runs_count_the_kv_type_of_their_context(cache):
+    trace = _trace(bandwidth_gbps=8.0)
+    trace.events[2]["llamacpp"] = {"type_k": "f16", "type_v": "f16", "model_bytes": 9_000}
+    row = roofline(trace, {"model_size": 10_000}, TINY, 1000.0)  # TINY says float32; the context says f16
+    assert row["decode_weight_bytes"] == 9_000 and row["decode_kv_bytes_per_token"] == 4992 / 2
+    trace.events[2]["llamacpp"] = {"type_k": "q8_0", "type_v": "q8_0"}
+    trace._by_type.clear()
+    assert roofline(trace, {"model_size": 10_000}, TINY, 1000.0)["decode_bytes_basis"] == \
+        "weights-only: no size of kv dtype 'q8_0'"
+
+
 def test_no_probe_uses_the_devices_last_bandwidth(cache):
     meta = {"model_size": 10_000, "device": "ssh:pi@Board.local"}
     assert roofline(_trace(), meta, TINY, 1000.0)["bandwidth_gbps"] is None  # never measured: no fraction
