@@ -60,6 +60,7 @@ std::vector<Flag> flags() {
       {"--artifact-sha256", text(&Args::artifact_sha256)},
       {"--etdump", text(&Args::etdump)},
       {"--input", [](Args& a, const std::string& v) { a.inputs.push_back(v); }},
+      {"--bandwidth-probe-mib", number(&Args::bandwidth_probe_mib, "--bandwidth-probe-mib")},
       {"--dump-tokens", text(&Args::dump_tokens)},
       {"--accelerator", text(&Args::accelerator)},
       {"--litert-profile", text(&Args::litert_profile)},
@@ -92,6 +93,7 @@ void validate(const Args& a) {
   if (a.runs < 1 || a.warmup < 0) throw UsageError("--runs must be >= 1 and --warmup >= 0");
   if (a.threads < 0) throw UsageError("--threads must be >= 0");
   if (a.telemetry_interval_ms < 0) throw UsageError("--telemetry-interval-ms must be >= 0");
+  if (a.bandwidth_probe_mib < 0) throw UsageError("--bandwidth-probe-mib must be >= 0 (0: no probe)");
   if (!a.etdump.empty() && a.runtime != "executorch") {
     throw UsageError("--etdump profiles ExecuTorch programs only (--runtime executorch)");
   }
@@ -117,7 +119,7 @@ const char* usage_text() {
          "         [--vocab-size V] [--prefill-method NAME] [--decode-method NAME] [--method NAME]\n"
          "         [--iterations N] [--warmup W] [--runs N] [--threads T] [--seed S]\n"
          "         [--telemetry-interval-ms M] [--run-id ID] [--artifact-sha256 HEX] [--etdump PATH]\n"
-         "         [--input PATH]...\n"
+         "         [--input PATH]... [--bandwidth-probe-mib MIB]\n"
          "         [--dump-tokens PATH] [--accelerator cpu|gpu] [--litert-profile PATH]\n"
          "slmdeploy native harness, protocol slmdeploy.trace/1 (docs/harness-protocol.md);\n"
          "--dump-tokens, --accelerator and --litert-profile (LiteRT op profile of the measured\n"

@@ -30,6 +30,7 @@ struct Args {
   std::string artifact_sha256;
   std::string etdump;
   std::vector<std::string> inputs;  // generic workload: one raw file per method input (else random)
+  int64_t bandwidth_probe_mib = 0;  // > 0: measure memory bandwidth first (a "bandwidth" event)
   // Native extensions (not part of protocol v1; the analysis never needs them):
   std::string dump_tokens;          // write the prompt and every run's sampled tokens (JSON) here
   std::string accelerator = "cpu";  // LiteRT only: cpu or gpu

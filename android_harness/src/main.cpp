@@ -17,6 +17,7 @@
 
 #include "args.h"
 #include "backend.h"
+#include "bandwidth.h"
 #include "trace.h"
 #include "util.h"
 
@@ -217,11 +218,19 @@ int run(int argc, char** argv) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGINT, &action, nullptr);
+  // Before any thread exists (the probe forks); written to the trace after the header.
+  BandwidthResult probe;
+  if (args.bandwidth_probe_mib > 0) probe = probe_bandwidth(args.bandwidth_probe_mib, args.threads);
 
   const char* phase = "load";
   TelemetrySampler sampler(trace, args.telemetry_interval_ms);
   try {
     trace.write(header_line(args, *backend));
+    if (args.bandwidth_probe_mib > 0) {
+      Json event;
+      event.str("type", "bandwidth").num("t_ns", since_start_ns());
+      trace.write(add_bandwidth(event, probe).done());
+    }
     backend->configure_threads(args.threads);
     sampler.start();
     const MemSnapshot before = mem_snapshot();

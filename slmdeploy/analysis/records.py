@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from slmdeploy.analysis.metrics import summarize
+from slmdeploy.analysis.roofline import COLUMNS as ROOFLINE_COLUMNS, roofline, run_kv_facts
 from slmdeploy.analysis.samples import run_samples
 from slmdeploy.analysis.stats import estimate
 from slmdeploy.harness.trace import read_trace
@@ -30,6 +31,9 @@ def record(run_dir: Path) -> dict[str, Any]:
     row["workload"] = json.dumps(meta.get("workload", {}), sort_keys=True)
     row["delegates"] = "+".join(meta.get("delegates", []))
     row.update(metrics)
+    # bytes per decode token and the share of the measured memory bandwidth it reaches (docs/roofline.md)
+    row.update(roofline(trace, meta, run_kv_facts(run_dir, meta), metrics.get("decode_tps"))
+               if trace is not None else dict.fromkeys(ROOFLINE_COLUMNS))
     for name, values in samples.items():  # median, bootstrap CI and CV over the measured runs
         row.update(estimate(values).as_dict(name))
     row["samples"] = json.dumps(samples, separators=(",", ":"))

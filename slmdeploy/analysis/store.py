@@ -30,7 +30,9 @@ def _write_lock(db: Path) -> Iterator[None]:
 
 
 BOOLEAN_COLUMNS = {"complete", "warmup", "thermal_throttled"}
-DOUBLE_SUFFIXES = ("_tps", "_sd", "_ms", "_mib", "_c", "_ratio", "_s", "_median", "_ci_lo", "_ci_hi", "_cv")
+DOUBLE_SUFFIXES = ("_tps", "_sd", "_ms", "_mib", "_c", "_ratio", "_s", "_median", "_ci_lo", "_ci_hi", "_cv",
+                   "_gbps", "_fraction", "_bytes", "_per_token")
+BIGINT_COLUMNS = {"bandwidth_threads"}
 
 
 def _sql_type(name: str, dtype) -> str:
@@ -39,6 +41,8 @@ def _sql_type(name: str, dtype) -> str:
         return "BOOLEAN"
     if name.endswith(DOUBLE_SUFFIXES):
         return "DOUBLE"
+    if name in BIGINT_COLUMNS:
+        return "BIGINT"
     return {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN"}.get(str(dtype), "VARCHAR")
 
 

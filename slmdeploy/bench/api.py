@@ -13,6 +13,7 @@ settles (``bench/recover.py``). Arguments are checked before any work is done.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import shlex
@@ -26,6 +27,7 @@ from typing import Any, Iterator
 from slmdeploy.analysis.metrics import summarize
 from slmdeploy.analysis.ops import ETDUMP_FILE, LITERT_PROFILE_FILE, profile_file_for
 from slmdeploy.analysis.records import TRACE_FILE
+from slmdeploy.analysis.roofline import kv_facts, trace_bandwidth
 from slmdeploy.analysis.store import DB_NAME, check_db, store_run
 from slmdeploy.bench import harnesses
 from slmdeploy.bench.inputs import load_inputs, write_inputs
@@ -33,7 +35,7 @@ from slmdeploy.bench.recover import recover_runs
 from slmdeploy.bench.rundir import PULLED, RunDir, check_runs_dir, now_iso, unfinished_status
 from slmdeploy.signals import terminate_as_interrupt
 from slmdeploy.bench.workload import Workload
-from slmdeploy.devices import Device, open_device
+from slmdeploy.devices import Device, bandwidth_store, open_device
 from slmdeploy.devices.clean import kill_run, kill_strays, kill_strays_quietly
 from slmdeploy.devices.cooldown import wait_until_cool
 from slmdeploy.devices.deploy import deploy_file, deploy_files, pull_into
@@ -41,8 +43,11 @@ from slmdeploy.devices.spec import parse as parse_device
 from slmdeploy.errors import DeviceError, HarnessError, SlmdeployError, WorkloadError
 from slmdeploy.export.artifact import Artifact
 from slmdeploy.export.source import sha256_file
+from slmdeploy.harness import bandwidth
 from slmdeploy.harness.protocol import EXIT_OK, HarnessArgs
 from slmdeploy.harness.trace import read_trace
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RUNS_DIR = Path("runs")
 ACCELERATORS = ("cpu", "gpu")
@@ -115,7 +120,7 @@ def _native_extensions(profile_file: str | None, accelerator: str) -> list[str]:
 
 
 def _harness_args(artifact: Artifact, workload: Workload, model_remote: str, run_id: str,
-                  profile: str | None) -> HarnessArgs:
+                  profile: str | None, bandwidth_probe: bool = False) -> HarnessArgs:
     m = artifact.manifest
     args = HarnessArgs(
         model=model_remote,
@@ -137,6 +142,7 @@ def _harness_args(artifact: Artifact, workload: Workload, model_remote: str, run
         args.prefill_method, args.decode_method = m.llm.prefill_method, m.llm.decode_method
     else:
         args.workload, args.iterations, args.method = "generic", workload.iterations, m.methods[0].name
+    args.bandwidth_probe_mib = bandwidth.DEFAULT_MIB if bandwidth_probe else 0
     return args
 
 
@@ -216,6 +222,7 @@ def bench(
     run_name: str | None = None,
     meta: dict[str, Any] | None = None,
     store: bool = True,
+    bandwidth_probe: bool | None = None,
 ) -> RunResult:
     """Benchmark ``artifact`` on ``device``; see the module docstring for the flow.
 
@@ -228,6 +235,8 @@ def bench(
     ``run_name`` names the run directory (default: time, artifact, device, random suffix);
     ``meta`` adds fields to run.json (a study records its name, job and device labels there).
     ``store=False`` leaves the database to the caller (a study indexes its runs in batches).
+    ``bandwidth_probe`` asks the harness to measure the device's memory bandwidth first
+    (None: for LLM artifacts); the result is also kept per device (docs/roofline.md).
     """
     workload = workload or Workload()
     workload.check()
@@ -254,6 +263,7 @@ def bench(
             artifact_sha256=m.model_file.sha256, model_size=m.model_file.size, runtime=m.runtime,
             delegates=m.delegates, quant=m.quantization.get("scheme"), target=m.target.get("name"),
             device=dev.spec, workload=workload.to_dict(),
+            **({"kv_cache": kv_facts(m.to_dict()).to_dict()} if m.llm is not None else {}),
             **({"accelerator": accelerator} if m.runtime == "tflite" else {}), **(meta or {}),
         )
         # who is measuring and where its files are: what a recovery needs if this process dies
@@ -271,7 +281,8 @@ def bench(
                 kill_strays(dev)
                 model_remote, command = _deploy(dev, art, plan, progress)
                 command = [*command, *_native_extensions(how.profile, accelerator)]
-                args = _harness_args(art, workload, model_remote, rd.run_id, how.profile)
+                probe = _probe_bandwidth(bandwidth_probe, art, plan, getattr(dev, "transport", "local"))
+                args = _harness_args(art, workload, model_remote, rd.run_id, how.profile, probe)
                 args.inputs = [deploy_file(dev, f, sha256_file(f), progress=False)[0] for f in input_files]
                 outcome = _attempts(dev, rd, command, args, how)
         except BaseException as err:
@@ -284,6 +295,7 @@ def bench(
                 _store_quietly(rd, db_path)
             raise
         status = "complete" if outcome.complete else unfinished_status(rd.path)
+        _remember_bandwidth(rd, dev.spec)
         rd.update(status=status, finished_at=now_iso(), error=outcome.error, **_accelerated(rd))
         if store:
             store_run(rd.path, db_path)
@@ -292,6 +304,30 @@ def bench(
     if not outcome.complete:
         raise HarnessError(f"run {rd.run_id} is {status}: {outcome.error}. What was measured is kept in {rd.path}.")
     return result
+
+
+def _probe_bandwidth(asked: bool | None, art: Artifact, plan: harnesses.HarnessPlan, transport: str) -> bool:
+    """Whether the harness measures memory bandwidth first: as asked, else (auto) for LLM artifacts
+    (~0.3 s), except with the Python harness on another machine, whose installed slmdeploy may
+    predate ``--bandwidth-probe-mib``."""
+    if asked is not None:
+        return asked
+    return art.manifest.llm is not None and (plan.name == "native" or transport == "local")
+
+
+def _remember_bandwidth(rd: RunDir, spec: str) -> None:
+    """Keep the run's bandwidth probe as the device's last measurement (a cache: never fails the run)."""
+    trace_path = rd.path / TRACE_FILE
+    if not trace_path.is_file():
+        return
+    trace = read_trace(trace_path)
+    probe = trace_bandwidth(trace)
+    if probe is None:
+        return
+    try:
+        bandwidth_store.remember(spec, probe, harness=trace.header.get("harness", {}).get("name"), run_id=rd.run_id)
+    except OSError as err:
+        log.warning("could not keep the bandwidth of %s in %s: %s", spec, bandwidth_store.store_dir(), err)
 
 
 def _reason(err: BaseException) -> str:

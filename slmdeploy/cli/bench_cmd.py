@@ -30,11 +30,14 @@ from slmdeploy.cli.common import emit_json, json_option, stdout
 @click.option("--cooldown-timeout", default=600.0, show_default=True, help="Seconds to wait for --cooldown-below before failing.")
 @click.option("--accelerator", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
               help="LiteRT (.tflite, native harness): gpu runs on the device's GPU accelerator (the target must list the gpu delegate); fails where the device's LiteRT has none.")
+@click.option("--bandwidth-probe/--no-bandwidth-probe", "bandwidth_probe", default=None,
+              help="Measure the device's memory bandwidth before the run (~0.3 s; a `bandwidth` trace event, "
+                   "kept per device) for the roofline columns of `report` [default: on for LLM artifacts].")
 @json_option
 def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, runs: int, warmup: int, threads: int,
               iterations: int, inputs: tuple[str, ...], harness: str, runs_dir: Path, db: Path | None, timeout: float, retries: int,
               telemetry_ms: int, profile: bool, python: str | None, cooldown_c: float | None, cooldown_timeout: float,
-              accelerator: str, as_json: bool) -> None:
+              accelerator: str, bandwidth_probe: bool | None, as_json: bool) -> None:
     """Benchmark ARTIFACT (an artifact directory, or a model name exported for this host) on a device.
 
     \b
@@ -44,7 +47,9 @@ def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, r
       slmdeploy bench artifacts/x --device adb:R58N12ABCDE --harness native --cooldown-below 40
       slmdeploy bench artifacts/my-cnn --input image.npy --iterations 100
       slmdeploy bench artifacts/x-tflite --device adb:R58N12ABCDE --accelerator gpu
+      slmdeploy bench llama-tiny --no-bandwidth-probe   # skip the roofline's bandwidth probe
     """
+    from slmdeploy.analysis.roofline_table import roofline_table
     from slmdeploy.analysis.table import results_table
     from slmdeploy.bench import Workload, bench
     from slmdeploy.analysis import load_runs
@@ -53,10 +58,12 @@ def bench_cmd(artifact: str, device: str, prompt_tokens: int, gen_tokens: int, r
                         iterations=iterations, telemetry_interval_ms=telemetry_ms, inputs=tuple(inputs))
     result = bench(artifact, device, workload=workload, harness=harness, runs_dir=runs_dir, db=db, timeout=timeout,
                    retries=retries, profile=profile, python=python, progress=not as_json, cooldown_c=cooldown_c,
-                   cooldown_timeout=cooldown_timeout, accelerator=accelerator)
+                   cooldown_timeout=cooldown_timeout, accelerator=accelerator, bandwidth_probe=bandwidth_probe)
     frame = load_runs(result.run_dir)
     if as_json:
         emit_json({"run_dir": str(result.run_dir), "status": result.status, "result": frame.to_dict("records")[0]})
         return
     stdout.print(results_table(frame))
+    if (roofline := roofline_table(frame)) is not None:
+        stdout.print(roofline)
     stdout.print(f"[dim]run directory: {result.run_dir}[/]")

@@ -25,14 +25,16 @@ def devices_cmd(specs: tuple[str, ...], clean: bool, as_json: bool) -> None:
         return
     from rich.table import Table
 
+    from slmdeploy.devices import bandwidth_store
     from slmdeploy.devices.discovery import describe_all
 
     infos = describe_all(list(specs))
+    measured = {i.spec: bandwidth_store.last(i.spec) for i in infos}  # the last bench's probe, kept on this host
     if as_json:
-        emit_json([i.to_dict() for i in infos])
+        emit_json([{**i.to_dict(), "bandwidth": measured[i.spec]} for i in infos])
         return
     table = Table(header_style="bold")
-    for col in ("device", "model", "SoC", "ABI", "OS", "cores", "max GHz", "RAM GiB", "free GiB", "battery", "temp °C", "thermal"):
+    for col in ("device", "model", "SoC", "ABI", "OS", "cores", "max GHz", "RAM GiB", "free GiB", "battery", "temp °C", "thermal", "mem GB/s"):
         table.add_column(col)
     for i in infos:
         ghz = sorted({round(k / 1e6, 2) for k in i.cpu_max_khz}, reverse=True)
@@ -45,6 +47,7 @@ def devices_cmd(specs: tuple[str, ...], clean: bool, as_json: bool) -> None:
                                    f"{i.battery_temp_c:.1f}°C" if i.battery_temp_c is not None else ""))) or "-",
             f"{i.thermal_max_c:.1f}" if i.thermal_max_c is not None else "-",
             i.thermal_status or "-",
+            f"{measured[i.spec]['best_gbps']:.1f}" if measured[i.spec] else "-",
         )
     stdout.print(table)
     for i in infos:

@@ -24,7 +24,9 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
     """Re-render stored runs: run directories, folders of runs, or results .duckdb files.
 
     Runs whose bench was killed (still `running`) are recovered first: the harness's trace is
-    pulled from the device and the run marked incomplete (one line each on stderr).
+    pulled from the device and the run marked incomplete (one line each on stderr). LLM runs
+    also get a roofline table: bytes read per decode token and the share of the device's
+    measured memory bandwidth it reaches (docs/roofline.md).
 
     \b
     Example:
@@ -36,6 +38,7 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
       slmdeploy report runs/2026…-fp32 --perfetto run.json    # open in ui.perfetto.dev
     """
     from slmdeploy.analysis import load_runs
+    from slmdeploy.analysis.roofline_table import roofline_table
     from slmdeploy.analysis.table import comparison, comparison_table, ops_table, results_table
     from slmdeploy.bench.recover import recover_runs
 
@@ -60,6 +63,8 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
         stdout.print("no runs found")
         return
     stdout.print(results_table(frame))
+    if (roofline := roofline_table(frame)) is not None:
+        stdout.print(roofline)
     if compare and len(frame) > 1:
         stdout.print(comparison_table(frame))
     for run_id, df in profiles.items():

@@ -13,6 +13,11 @@ EXIT_RUN_FAILED = 4
 EXIT_INTERRUPTED = 130
 
 
+# Options added after v1 shipped: left off the command line at their default, so a harness
+# built before them still runs every invocation that does not ask for them.
+OMITTED_AT_DEFAULT = frozenset({"bandwidth_probe_mib"})
+
+
 @dataclass
 class HarnessArgs:
     """One harness invocation. ``argv()`` renders the documented command line."""
@@ -38,6 +43,7 @@ class HarnessArgs:
     artifact_sha256: str = ""
     etdump: str = ""
     inputs: list[str] = field(default_factory=list)  # generic: one raw file per input (``--input``, repeated)
+    bandwidth_probe_mib: int = 0  # > 0: measure memory bandwidth first (a ``bandwidth`` event; docs/roofline.md)
 
     def argv(self) -> list[str]:
         args: list[str] = []
@@ -45,6 +51,8 @@ class HarnessArgs:
             value = getattr(self, f.name)
             if f.name == "inputs":
                 args += [a for path in value for a in ("--input", str(path))]
+            elif f.name in OMITTED_AT_DEFAULT and value == f.default:
+                continue
             elif value not in ("", None):
                 args += [f"--{f.name.replace('_', '-')}", str(value)]
         return args

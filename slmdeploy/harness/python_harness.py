@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from slmdeploy._version import __version__
-from slmdeploy.harness import memory, telemetry
+from slmdeploy.harness import bandwidth, memory, telemetry
 from slmdeploy.harness.protocol import (
     EXIT_INTERRUPTED,
     EXIT_LOAD_FAILED,
@@ -82,6 +82,8 @@ def parse_args(argv: list[str]) -> HarnessArgs:
             )
     if args.runs < 1 or args.warmup < 0:
         raise UsageError("--runs must be >= 1 and --warmup >= 0")
+    if args.bandwidth_probe_mib < 0:
+        raise UsageError("--bandwidth-probe-mib must be >= 0 (0: no probe)")
     return args
 
 
@@ -300,8 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     emit = writer.write
     phase = "load"
     try:
+        # Before any runtime starts threads (the probe forks); written to the trace after the header.
+        probe = bandwidth.probe(args.bandwidth_probe_mib, args.threads) if args.bandwidth_probe_mib else None
         runtime = _LlamaCpp(args) if args.runtime == "llamacpp" else _ExecuTorch(args)
         emit(header(args, runtime.version, args.runtime))
+        if probe is not None:
+            emit({"type": "bandwidth", "t_ns": clock(), **probe})
         # torch only takes the argmax here: its OpenMP workers would spin after each one and
         # steal the cores the runtime's own thread pool is about to use (-9% decode measured).
         import torch
