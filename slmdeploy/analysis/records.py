@@ -9,7 +9,8 @@ from typing import Any
 from slmdeploy.analysis.metrics import summarize
 from slmdeploy.analysis.samples import run_samples
 from slmdeploy.analysis.stats import estimate
-from slmdeploy.harness.trace import read_trace
+from slmdeploy.analysis.validate import check_trace
+from slmdeploy.analysis.validity import cooldown_fields, verdict
 
 RUN_FILE = "run.json"
 TRACE_FILE = "trace.jsonl"
@@ -19,22 +20,54 @@ def is_run_dir(path: Path) -> bool:
     return (path / RUN_FILE).is_file()
 
 
+def read_meta(run_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """run.json as a dict, and what was wrong with it (None when fine): a bad file is a flagged run, not a crash."""
+    path = run_dir / RUN_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        return {}, f"{RUN_FILE}:{err.lineno}: not JSON ({err.msg})"
+    except (OSError, UnicodeDecodeError) as err:
+        return {}, f"{RUN_FILE}: unreadable ({type(err).__name__})"
+    if not isinstance(meta, dict):
+        return {}, f"{RUN_FILE}:1: not a JSON object ({type(meta).__name__})"
+    return meta, None
+
+
+def _delegates(value: Any) -> str:
+    if isinstance(value, list):
+        return "+".join(str(d) for d in value)
+    return str(value) if value else ""
+
+
 def record(run_dir: Path) -> dict[str, Any]:
-    """run.json's identity fields + metrics recomputed from the trace (so analysis fixes apply to old runs)."""
-    meta = json.loads((run_dir / RUN_FILE).read_text())
+    """run.json's identity fields + metrics recomputed from the trace (so analysis fixes apply to old runs).
+
+    The trace is read through ``validate.check_trace``: impossible values never reach a number,
+    and the record carries the verdict (``valid``, ``invalid_reasons``; see ``validity``).
+    """
+    meta, meta_problem = read_meta(run_dir)
     trace_path = run_dir / TRACE_FILE
-    trace = read_trace(trace_path) if trace_path.is_file() else None
+    checked = check_trace(trace_path) if trace_path.is_file() else None
+    trace = checked.trace if checked is not None else None
     metrics = summarize(trace) if trace is not None else {"complete": False}
     samples = run_samples(trace) if trace is not None else {}
     row = {k: v for k, v in meta.items() if not isinstance(v, (dict, list))}
-    row["workload"] = json.dumps(meta.get("workload", {}), sort_keys=True)
-    row["delegates"] = "+".join(meta.get("delegates", []))
+    row["run_id"] = row.get("run_id") if isinstance(row.get("run_id"), str) else run_dir.name
+    row["workload"] = json.dumps(meta.get("workload", {}), sort_keys=True, default=str)
+    row["delegates"] = _delegates(meta.get("delegates", []))
+    row.update(cooldown_fields(meta.get("cooldown")))
     row.update(metrics)
     for name, values in samples.items():  # median, bootstrap CI and CV over the measured runs
         row.update(estimate(values).as_dict(name))
     row["samples"] = json.dumps(samples, separators=(",", ":"))
     row["status"] = meta.get("status") if not metrics.get("complete") else "complete"
     row["run_dir"] = str(run_dir.resolve())
+    row["run_json_problem"] = meta_problem
+    row["trace_problem"] = checked.reason() if checked is not None else f"no {TRACE_FILE}"
+    row["trace_skipped_lines"] = checked.skipped_lines if checked is not None else 0
+    result = verdict(row)
+    row["valid"], row["invalid_reasons"] = result.valid, result.text
     return row
 
 
@@ -43,7 +76,7 @@ def iteration_rows(run_dir: Path, run_id: str) -> list[dict[str, Any]]:
     if not trace_path.is_file():
         return []
     rows = []
-    for event in read_trace(trace_path).iterations(include_warmup=True):
+    for event in check_trace(trace_path).trace.iterations(include_warmup=True):
         rows.append(
             {
                 "run_id": run_id,

@@ -9,6 +9,7 @@ import pandas as pd
 
 from slmdeploy.analysis.records import is_run_dir, record
 from slmdeploy.analysis.store import read_table
+from slmdeploy.analysis.validity import DEFAULT, Thresholds, apply
 from slmdeploy.errors import SlmdeployError
 
 
@@ -29,8 +30,12 @@ def _expand(path: Path) -> list[dict]:
     )
 
 
-def load_runs(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """Every run under ``paths``; a run found twice (directory and database) appears once."""
+def load_runs(paths: str | Path | Iterable[str | Path], thresholds: Thresholds | None = None) -> pd.DataFrame:
+    """Every run under ``paths``; a run found twice (directory and database) appears once.
+
+    Each row carries ``valid`` and ``invalid_reasons`` (``analysis.validity``), recomputed here
+    with ``thresholds`` (default: ``validity.DEFAULT``) so runs stored by older versions get one too.
+    """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     rows: list[dict] = []
@@ -40,4 +45,6 @@ def load_runs(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     if frame.empty:
         return frame
     frame = frame.drop_duplicates(subset="run_id", keep="last")
-    return frame.sort_values("started_at", kind="stable").reset_index(drop=True)
+    if "started_at" in frame.columns:  # (a hand-edited run.json may hold any type there)
+        frame = frame.sort_values("started_at", kind="stable", key=lambda s: s.astype(str))
+    return apply(frame.reset_index(drop=True), thresholds or DEFAULT)

@@ -49,7 +49,14 @@ class Group(click.Group):
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    """Strict JSON on stdout: a NaN or infinity anywhere becomes null (bare NaN is not JSON)."""
+    try:
+        text = json.dumps(data, indent=2, default=str, allow_nan=False)
+    except ValueError:
+        from slmdeploy.analysis.jsonsafe import clean
+
+        text = json.dumps(clean(data), indent=2, default=str, allow_nan=False)
+    click.echo(text)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")

@@ -6,6 +6,8 @@ import click
 
 from slmdeploy.cli.common import emit_json, json_option, stderr, stdout
 
+MAX_RUN_LINES = 50  # above this many runs, the table has a line per row (``analysis.summary``)
+
 
 @click.command("report")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
@@ -13,13 +15,23 @@ from slmdeploy.cli.common import emit_json, json_option, stderr, stdout
 @click.option("--ops", is_flag=True, help="Also show each run's op-level profile (runs benched with --profile).")
 @click.option("--phase", type=click.Choice(["prefill", "decode", "forward"]), help="--ops: one phase only.")
 @click.option("--top", default=20, show_default=True, help="--ops: rows per run.")
+@click.option("--include-invalid", is_flag=True,
+              help="Keep invalid runs (throttled, too short, unclean trace, ...) in comparisons and row statistics.")
+@click.option("--by", "by", type=click.Choice(["auto", "run", "row"]), default="auto", show_default=True,
+              help=f"A line per run, or per row (runs of the same model/target/device/workload/threads pooled); "
+                   f"auto: per row above {MAX_RUN_LINES} runs.")
 @json_option
 def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: str | None, top: int,
-               as_json: bool) -> None:
+               include_invalid: bool, by: str, as_json: bool) -> None:
     """Re-render stored runs: run directories, folders of runs, or results .duckdb files.
 
     Runs whose bench was killed (still `running`) are recovered first: the harness's trace is
     pulled from the device and the run marked incomplete (one line each on stderr).
+
+    Metrics show the median over measured runs with its bootstrap 95% CI, and the CV. Each run
+    gets a validity verdict (docs/statistics.md); invalid runs are listed with their reasons
+    and left out of comparisons unless --include-invalid. Above 50 runs the table has a line
+    per row (runs of the same thing pooled) instead of a line per run.
 
     \b
     Example:
@@ -27,31 +39,59 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
       slmdeploy report runs/results.duckdb --json
       slmdeploy report runs/2026…-fp32 runs/2026…-8da4w --compare
       slmdeploy report runs/2026…-fp32 --ops --phase decode    # after bench --profile
+      slmdeploy report study/ --by row --include-invalid
     """
     from slmdeploy.analysis import load_runs
-    from slmdeploy.analysis.table import comparison, comparison_table, ops_table, results_table
+    from slmdeploy.analysis.table import comparison, comparison_table, invalid_lines, ops_table, results_table
     from slmdeploy.bench.recover import recover_runs
 
     for path in (p for p in paths if p.is_dir()):  # runs whose bench was killed are settled first
         for r in recover_runs(path, by="report", progress=not as_json):
             stderr.print(r.describe(), highlight=False, soft_wrap=True)
     frame = load_runs(paths)
-    compare = len(frame) > 1 if compare is None else compare
+    per_row = by == "row" or (by == "auto" and len(frame) > MAX_RUN_LINES)
+    compare = 1 < len(frame) <= MAX_RUN_LINES if compare is None else compare
+    if compare and len(frame) > MAX_RUN_LINES:
+        stderr.print(f"no comparison: {len(frame)} runs is too many to compare one by one; "
+                     "use `slmdeploy compare` on two result sets, or --by row.", highlight=False)
+        compare = False
     profiles = _profiles(frame, phase) if ops else {}
     if as_json:
-        out = {"runs": frame.to_dict("records")}
+        from slmdeploy.analysis.jsonsafe import records
+        from slmdeploy.analysis.summary import summarize_rows
+
+        out = {"runs": records(frame), "rows": records(summarize_rows(frame, include_invalid))}
         if compare and len(frame) > 1:
-            out["comparison"] = comparison(frame).to_dict("records")
+            out["comparison"] = records(comparison(frame, include_invalid))
         if ops:
-            out["ops"] = {run_id: df.to_dict("records") for run_id, df in profiles.items()}
+            out["ops"] = {run_id: records(df) for run_id, df in profiles.items()}
         emit_json(out)
         return
     if frame.empty:
         stdout.print("no runs found")
         return
-    stdout.print(results_table(frame))
+    if per_row:
+        from slmdeploy.analysis.summary import summarize_rows
+        from slmdeploy.analysis.table import summary_table
+
+        rows = summarize_rows(frame, include_invalid)
+        used = "all runs" if include_invalid else "valid runs only"
+        stdout.print(summary_table(rows, title=f"{len(frame)} runs in {len(rows)} rows: median [95% CI] "
+                                               f"over the pooled measured runs ({used})"))
+    else:
+        stdout.print(results_table(frame))
+    bad = invalid_lines(frame, limit=10 if per_row else 50)
+    if bad:
+        n_bad = int((~frame["valid"].astype(bool)).sum())
+        stdout.print(f"[bold]{n_bad} invalid run{'s' if n_bad > 1 else ''}[/] "
+                     f"({'kept in' if include_invalid else 'left out of'} comparisons):", highlight=False)
+        for line in bad:
+            stdout.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
     if compare and len(frame) > 1:
-        stdout.print(comparison_table(frame))
+        if len(comparison(frame, include_invalid)) > 1:
+            stdout.print(comparison_table(frame, include_invalid))
+        else:
+            stdout.print("no comparison: fewer than 2 valid runs (--include-invalid compares them all)")
     for run_id, df in profiles.items():
         stdout.print(ops_table(df, title=f"ops of {run_id}" + (f" ({phase})" if phase else ""), top=top))
 

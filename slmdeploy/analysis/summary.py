@@ -1,0 +1,155 @@
+"""Rows: runs of the same thing on the same device, summarised together.
+
+A row is every run with the same identity (``ROW_KEYS``: model, what it was exported for
+(runtime, target, quantization, delegates, accelerator), the device (model and its spec,
+which holds the serial or host), the workload and the thread count). Its statistics pool
+the per-measured-run values (``samples``) of all its valid runs: three benches of five runs
+give a median, bootstrap 95% CI and CV over fifteen values, exactly as ``stats.estimate``
+would over that pooled list.
+
+The bootstrap is vectorised across rows: all rows with the same number of values share one
+matrix of resample indices drawn from the fixed seed, which is what ``stats.estimate``
+draws for that many values, so a row's interval is the one ``estimate`` gives, and 10,000
+runs summarise in well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from slmdeploy.analysis.samples import METRICS
+from slmdeploy.analysis.stats import CONFIDENCE, RESAMPLES, SEED
+from slmdeploy.analysis.validity import REASON_SEPARATOR
+
+ROW_KEYS = ("model", "runtime", "target", "quant", "delegates", "accelerator", "device_model", "device",
+            "workload", "threads")
+MAX_REASONS = 5  # distinct reasons listed per row; the rest are counted
+_CHUNK = 4_000_000  # values per vectorised bootstrap block (rows x resamples x n), ~32 MB
+
+
+def _samples(text: Any) -> dict[str, list[float]]:
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _key_value(value: Any) -> Any:
+    """A hashable, comparable group key (NaN/None -> None; floats that are integers -> int)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, (str, int, bool)) else str(value)
+
+
+def bootstrap(groups: list[np.ndarray], *, confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
+              seed: int = SEED) -> pd.DataFrame:
+    """Median, percentile-bootstrap CI and CV of each array in ``groups`` (finite values), vectorised.
+
+    Returns columns median, ci_lo, ci_hi, cv, n (one row per group); the same numbers as
+    ``stats.estimate`` on each group (None -> NaN).
+    """
+    count = len(groups)
+    median, lo, hi, cv = (np.full(count, np.nan) for _ in range(4))
+    n = np.array([len(g) for g in groups], dtype=int)
+    alpha = (1 - confidence) / 2
+    for size in np.unique(n):
+        members = np.flatnonzero(n == size)
+        if size == 0:
+            continue
+        values = np.vstack([groups[i] for i in members])
+        median[members] = np.median(values, axis=1)
+        if size < 2:
+            continue
+        mean = values.mean(axis=1)
+        sd = values.std(axis=1, ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cv[members] = np.where(mean != 0, sd / mean, np.nan)
+        idx = np.random.default_rng(seed).integers(0, size, size=(resamples, size))
+        step = max(1, _CHUNK // (resamples * size))
+        for start in range(0, len(members), step):
+            block = values[start:start + step]
+            medians = np.median(block[:, idx], axis=2)  # (rows, resamples)
+            q = np.quantile(medians, [alpha, 1 - alpha], axis=1)
+            lo[members[start:start + step]], hi[members[start:start + step]] = q[0], q[1]
+    return pd.DataFrame({"median": median, "ci_lo": lo, "ci_hi": hi, "cv": cv, "n": n})
+
+
+def _reasons(texts: Iterable[Any]) -> str:
+    seen: dict[str, int] = {}
+    for text in texts:
+        if isinstance(text, str) and text:
+            for reason in text.split(REASON_SEPARATOR):
+                seen[reason] = seen.get(reason, 0) + 1
+    shown = [f"{r} (x{c})" if c > 1 else r for r, c in list(seen.items())[:MAX_REASONS]]
+    more = len(seen) - MAX_REASONS
+    return REASON_SEPARATOR.join(shown + ([f"{more} more"] if more > 0 else []))
+
+
+def summarize_rows(frame: pd.DataFrame, include_invalid: bool = False,
+                   metrics: Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per identity (``ROW_KEYS``) with per-metric statistics over the pooled per-run samples.
+
+    ``frame`` is ``load_runs``' output (it needs ``samples``; ``valid`` and ``invalid_reasons``
+    when present). Only valid runs contribute unless ``include_invalid``; a row whose runs are
+    all invalid is kept with no numbers, so it is seen, not lost.
+
+    Columns: the ``ROW_KEYS`` (those ``frame`` has), ``runs`` (runs in the row), ``valid_runs``,
+    ``invalid_runs``, ``used_runs`` (runs whose samples were pooled), ``valid`` (some run was
+    pooled and, with ``include_invalid``, all pooled runs are valid), ``invalid_reasons`` (the
+    distinct reasons of the row's invalid runs, '; '-joined, with counts), ``run_ids`` (list),
+    and for each metric ``m`` (default: every one in ``samples.METRICS``) ``m_median``,
+    ``m_ci_lo``, ``m_ci_hi`` (95% percentile bootstrap), ``m_cv`` and ``m_n`` (pooled values).
+    Rows come in the order of their first run in ``frame``.
+    """
+    names = list(metrics) if metrics is not None else list(METRICS)
+    keys = [k for k in ROW_KEYS if k in frame.columns]
+    stat_columns = [f"{m}_{s}" for m in names for s in ("median", "ci_lo", "ci_hi", "cv", "n")]
+    base_columns = [*keys, "runs", "valid_runs", "invalid_runs", "used_runs", "valid", "invalid_reasons", "run_ids"]
+    if frame.empty:
+        return pd.DataFrame(columns=base_columns + stat_columns)
+    valid = (frame["valid"].fillna(False).astype(bool).to_numpy() if "valid" in frame.columns
+             else np.ones(len(frame), dtype=bool))
+    reasons = frame["invalid_reasons"].tolist() if "invalid_reasons" in frame.columns else [""] * len(frame)
+    samples = frame["samples"].tolist() if "samples" in frame.columns else [None] * len(frame)
+    run_ids = frame["run_id"].tolist() if "run_id" in frame.columns else list(range(len(frame)))
+    key_rows = zip(*(frame[k].tolist() for k in keys)) if keys else ((),) * len(frame)
+
+    groups: dict[tuple, list[int]] = {}
+    for i, key in enumerate(key_rows):
+        groups.setdefault(tuple(_key_value(v) for v in key), []).append(i)
+
+    rows: list[dict[str, Any]] = []
+    pooled: dict[str, list[np.ndarray]] = {m: [] for m in names}
+    for key, members in groups.items():
+        used = [i for i in members if include_invalid or valid[i]]
+        values: dict[str, list[float]] = {m: [] for m in names}
+        for i in used:
+            for m, vals in _samples(samples[i]).items():
+                if m in values and isinstance(vals, list):
+                    values[m].extend(vals)
+        for m in names:
+            arr = np.asarray([v for v in values[m] if isinstance(v, (int, float)) and not isinstance(v, bool)],
+                             dtype=float)
+            pooled[m].append(arr[np.isfinite(arr)])
+        n_valid = int(valid[members].sum())
+        rows.append({**dict(zip(keys, key)), "runs": len(members), "valid_runs": n_valid,
+                     "invalid_runs": len(members) - n_valid, "used_runs": len(used),
+                     "valid": bool(used) and all(valid[i] for i in used),
+                     "invalid_reasons": _reasons(reasons[i] for i in members if not valid[i]),
+                     "run_ids": [run_ids[i] for i in members]})
+    out = pd.DataFrame(rows, columns=base_columns)
+    stats = {}
+    for m in names:
+        est = bootstrap(pooled[m])
+        for s in ("median", "ci_lo", "ci_hi", "cv", "n"):
+            stats[f"{m}_{s}"] = est[s].to_numpy()
+    return pd.concat([out, pd.DataFrame(stats)], axis=1)
