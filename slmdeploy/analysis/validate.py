@@ -107,7 +107,7 @@ def _iteration_problem(event: dict[str, Any]) -> str | None:
     if phase not in PHASES:
         return f"iteration phase is {_show(phase)}, not one of {', '.join(PHASES)}"
     run = event.get("run")
-    if run is not None and not (_is_int(run) and run >= 0):
+    if "run" in event and not (_is_int(run) and run >= 0):
         return f"iteration run is not a non-negative integer ({_show(run)})"
     if "warmup" in event and not isinstance(event["warmup"], bool):
         return f"iteration warmup is not true/false ({_show(event['warmup'])})"
@@ -122,8 +122,8 @@ def _iteration_problem(event: dict[str, Any]) -> str | None:
     problem = _duration_problem("iteration", "ns", event.get("ns"), tokens if phase != "forward" else None)
     if problem:
         return problem
-    steps = event.get("step_ns")
-    if steps is not None:
+    if "step_ns" in event:
+        steps = event["step_ns"]
         if not isinstance(steps, list):
             return f"iteration step_ns is not a list ({_show(steps)})"
         for step in steps:
@@ -207,6 +207,11 @@ def _check_event(event: dict[str, Any]) -> tuple[bool, list[str]]:
             if name in event and not isinstance(event[name], dict):
                 problems.append(f"header {name} is not an object ({_show(event[name])})")
                 del event[name]
+        for name, key in (("harness", "name"), ("runtime", "version"), ("runtime", "name")):
+            part = event.get(name, {})
+            if key in part and not isinstance(part[key], str):
+                problems.append(f"header {name}.{key} is not a string ({_show(part[key])})")
+                del part[key]
     problems += _memory_problems(event, kind)
     return True, problems
 

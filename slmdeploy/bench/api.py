@@ -268,7 +268,9 @@ def bench(
                 rd.write_json("device.json", info.to_dict())
                 plan = harnesses.plan(harness, getattr(dev, "transport", "local"), info, art, python=python)
                 rd.update(device_model=info.model, device_soc=info.soc, device_abi=info.abi, harness=plan.name)
-                kill_strays(dev)
+                # a harness still running here shares the device with this run: recorded, and the
+                # run is flagged invalid by the analysis (analysis/validity.py)
+                rd.update(strays_killed=kill_strays(dev))
                 model_remote, command = _deploy(dev, art, plan, progress)
                 command = [*command, *_native_extensions(how.profile, accelerator)]
                 args = _harness_args(art, workload, model_remote, rd.run_id, how.profile)

@@ -1,4 +1,8 @@
-"""Synthetic but protocol-true run directories (run.json + trace.jsonl), fast to make in any number."""
+"""Synthetic but protocol-true traces and run directories (run.json + trace.jsonl), fast to make in any number.
+
+For tests and benchmarks of the analysis (tests/analysis, benchmarks/report_scale.py): what a
+harness writes (docs/harness-protocol.md), with deterministic spread, no device needed.
+"""
 
 from __future__ import annotations
 
@@ -51,3 +55,4 @@ def write_run(parent: Path, name: str, events: list[dict[str, Any]] | None = Non
         lines = [json.dumps(e) for e in (events if events is not None else trace_events(**trace_kwargs))]
     (run_dir / "trace.jsonl").write_text("".join(line + "\n" for line in lines))
     return run_dir
+
