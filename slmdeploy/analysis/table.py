@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.table import Table
 
 from slmdeploy.analysis.validity import valid_only
@@ -32,6 +33,8 @@ COLUMNS = [
     ("status", "status"),
     ("valid", "valid"),
 ]
+ALWAYS = ("model", "prefill", "decode", "valid")
+NO_WRAP = ("prefill", "decode", "ttft_ms", "pp")  # median [CI] cells read badly when broken
 LEFT = ("model", "runtime", "delegates", "quant", "device", "harness", "status", "valid")
 
 
@@ -127,11 +130,11 @@ def display_rows(frame: pd.DataFrame) -> list[dict[str, str]]:
                 "harness": _str(r.get("harness")),
                 "threads": str(int(r["threads"])) if _num(r.get("threads")) else "-",
                 "pp": _tests(r),
-                "prefill": _metric(r, "prefill_tps"),
+                "prefill": _metric(r, "prefill_tps", 1),
                 "prefill_cv": _pct(r.get("prefill_tps_cv")),
-                "decode": _metric(r, "decode_tps"),
+                "decode": _metric(r, "decode_tps", 1),
                 "decode_cv": _pct(r.get("decode_tps_cv")),
-                "ttft_ms": _metric(r, "ttft_ms"),
+                "ttft_ms": _metric(r, "ttft_ms", 1),
                 "load_ms": _fixed(r.get("load_ms"), 1),
                 "peak_rss_mib": _fixed(r.get("peak_rss_mib"), 1),
                 "status": status,
@@ -142,11 +145,14 @@ def display_rows(frame: pd.DataFrame) -> list[dict[str, str]]:
 
 
 def results_table(frame: pd.DataFrame, title: str | None = None) -> Table:
-    table = Table(title=title, header_style="bold")
-    for key, label in COLUMNS:
-        table.add_column(label, justify="left" if key in LEFT else "right")
-    for row in display_rows(frame):
-        table.add_row(*(row[key] for key, _ in COLUMNS))
+    rows = display_rows(frame)
+    # a column no run has a value for (params of a generic model, harness of an old run) only takes width
+    columns = [(key, label) for key, label in COLUMNS if key in ALWAYS or any(r[key] != "-" for r in rows)]
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    for key, label in columns:
+        table.add_column(label, justify="left" if key in LEFT else "right", no_wrap=key in NO_WRAP)
+    for row in rows:
+        table.add_row(*(row[key] for key, _ in columns))
     return table
 
 
@@ -171,7 +177,7 @@ def summary_table(rows: pd.DataFrame, title: str | None = None) -> Table:
     for label in ("model", "runtime", "delegate", "quant", "device", "threads", "runs", "valid"):
         table.add_column(label, justify="right" if label in ("threads", "runs", "valid") else "left")
     for _, label in SUMMARY_METRICS:
-        table.add_column(label, justify="right")
+        table.add_column(label, justify="right", no_wrap=True)
         if label.endswith("tok/s"):
             table.add_column("CV", justify="right")
     for r in rows.to_dict("records"):
@@ -180,7 +186,7 @@ def summary_table(rows: pd.DataFrame, title: str | None = None) -> Table:
                  str(int(r["threads"])) if _num(r.get("threads")) else "-",
                  str(r.get("runs")), f"{r.get('valid_runs')}/{r.get('runs')}"]
         for key, label in SUMMARY_METRICS:
-            cells.append(_ci(r.get(f"{key}_median"), r.get(f"{key}_ci_lo"), r.get(f"{key}_ci_hi")))
+            cells.append(_ci(r.get(f"{key}_median"), r.get(f"{key}_ci_lo"), r.get(f"{key}_ci_hi"), 1))
             if label.endswith("tok/s"):
                 cells.append(_pct(r.get(f"{key}_cv")))
         table.add_row(*cells)

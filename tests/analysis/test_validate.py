@@ -119,9 +119,9 @@ def test_a_trace_of_unknown_format_gives_no_numbers(case, tmp_path):
     assert not row["valid"]
 
 
-def test_a_gen_0_trace_has_no_decode_numbers_and_reports(tmp_path, make_trace):
+def test_a_gen_0_trace_has_no_decode_numbers_and_reports(tmp_path):
     """bench -g 0: prefill only; no decode column may be made up (nor crash the report)."""
-    row = record(write_run(tmp_path, "g0", events=make_trace(gen=0)))
+    row = record(write_run(tmp_path, "g0", events=trace_events(gen=0)))
     assert row["gen_tokens"] is None and row["decode_tps"] is None and row["prefill_tps_n"] == 5
     assert row["trace_problem"] is None
 
