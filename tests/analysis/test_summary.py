@@ -35,10 +35,13 @@ def test_runs_of_one_identity_are_pooled(runs):
     assert (row.runs, row.valid_runs, row.invalid_runs, row.used_runs, row.valid) == (4, 3, 1, 3, True)
     pooled = [v for r in ("a1", "a2", "a3") for v in json.loads(runs.set_index("run_id").samples[r])["decode_tps"]]
     assert len(pooled) == 5 + 5 + 7 == row.decode_tps_n
-    expected = estimate(pooled)
+    expected = bootstrap([np.array(pooled)]).iloc[0]
     assert (row.decode_tps_median, row.decode_tps_ci_lo, row.decode_tps_ci_hi) == pytest.approx(
-        (expected.median, expected.lo, expected.hi))
-    assert row.decode_tps_cv == pytest.approx(expected.cv)
+        (expected["median"], expected.ci_lo, expected.ci_hi))
+    assert row.decode_tps_median == pytest.approx(np.median(pooled))
+    assert row.decode_tps_cv == pytest.approx(np.std(pooled, ddof=1) / np.mean(pooled))
+    resampled = estimate(pooled)  # 2,000 Monte Carlo resamples: the same interval up to their noise
+    assert abs(resampled.lo - row.decode_tps_ci_lo) <= 0.25 * (row.decode_tps_ci_hi - row.decode_tps_ci_lo)
     assert row.invalid_reasons.startswith("2 measured runs (at least 3 needed)")
     assert row.decode_tps_ci_lo < row.decode_tps_median < row.decode_tps_ci_hi
 
@@ -62,16 +65,41 @@ def test_a_row_of_only_invalid_runs_is_kept_without_numbers(tmp_path):
     assert "2 measured runs" in row.invalid_reasons
 
 
-@pytest.mark.parametrize("sizes", [[0, 1, 2, 5, 5, 13], [3] * 40])
-def test_the_vectorised_bootstrap_is_estimate_on_each_group(sizes):
+def _resampled_interval(values: np.ndarray, resamples: int = 100_000) -> tuple[float, float]:
+    idx = np.random.default_rng(11).integers(0, len(values), size=(resamples, len(values)))
+    return tuple(np.quantile(np.median(values[idx], axis=1), [0.025, 0.975]))
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 7, 13, 15, 31, 101])
+def test_the_exact_bootstrap_is_what_many_resamples_converge_to(n):
+    """Odd counts (and 2): the exact quantiles are order statistics; 100,000 resamples land on them."""
+    values = np.random.default_rng(n).lognormal(3, 0.3, size=n)
+    got = bootstrap([values]).iloc[0]
+    lo, hi = _resampled_interval(values)
+    assert (got.ci_lo, got.ci_hi) == pytest.approx((lo, hi), rel=1e-9)
+    if n % 2:
+        assert got.ci_lo in values and got.ci_hi in values
+
+
+@pytest.mark.parametrize("n", [4, 10, 20, 50])
+def test_even_counts_are_close_to_many_resamples(n):
+    values = np.random.default_rng(n).lognormal(3, 0.3, size=n)
+    got = bootstrap([values]).iloc[0]
+    lo, hi = _resampled_interval(values)
+    assert abs(got.ci_lo - lo) <= 0.15 * (hi - lo) and abs(got.ci_hi - hi) <= 0.15 * (hi - lo)
+
+
+def test_groups_of_any_sizes_are_summarised_together():
     rng = np.random.default_rng(7)
-    groups = [rng.lognormal(3, 0.2, size=n) for n in sizes]
+    groups = [rng.lognormal(3, 0.2, size=n) for n in [0, 1, 2, 5, 5, 13]]
     table = bootstrap(groups)
-    for group, got in zip(groups, table.to_dict("records")):
-        want = estimate(group)
-        assert got["n"] == want.n
-        for key, value in (("median", want.median), ("ci_lo", want.lo), ("ci_hi", want.hi), ("cv", want.cv)):
-            assert (np.isnan(got[key]) if value is None else got[key] == pytest.approx(value)), (key, len(group))
+    alone = [bootstrap([g]).iloc[0] for g in groups]
+    assert list(table.n) == [0, 1, 2, 5, 5, 13]
+    assert np.isnan(table["median"][0]) and np.isnan(table.ci_lo[1]) and table["median"][1] == groups[1][0]
+    for i in range(2, 6):
+        assert (table["median"][i], table.ci_lo[i], table.ci_hi[i], table.cv[i]) == pytest.approx(
+            (alone[i]["median"], alone[i].ci_lo, alone[i].ci_hi, alone[i].cv))
+        assert table.ci_lo[i] <= table["median"][i] <= table.ci_hi[i]
 
 
 def test_an_empty_frame_gives_an_empty_summary():
