@@ -13,17 +13,17 @@ from slmdeploy.analysis.validity import DEFAULT, Thresholds, apply
 from slmdeploy.errors import SlmdeployError
 
 
-def _expand(path: Path) -> list[dict]:
+def _expand(path: Path) -> pd.DataFrame:
     if path.is_file() and path.suffix == ".duckdb":
-        return read_table(path).to_dict("records")
+        return read_table(path)
     if path.is_dir() and is_run_dir(path):
-        return [record(path)]
+        return pd.DataFrame([record(path)])
     if path.is_dir() and (path / "journal.jsonl").is_file() and (path / "runs").is_dir():
         path = path / "runs"  # a study directory: runs/ holds one run per job (slmdeploy.study)
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
         if found:
-            return [record(p) for p in found]
+            return pd.DataFrame([record(p) for p in found])
     raise SlmdeployError(
         f"{path} is neither a run directory (with run.json), a folder of runs, a study directory, "
         "nor a results .duckdb file."
@@ -38,10 +38,8 @@ def load_runs(paths: str | Path | Iterable[str | Path], thresholds: Thresholds |
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    rows: list[dict] = []
-    for path in paths:
-        rows.extend(_expand(Path(path)))
-    frame = pd.DataFrame(rows)
+    frames = [f for f in (_expand(Path(path)) for path in paths) if not f.empty]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else pd.DataFrame()
     if frame.empty:
         return frame
     frame = frame.drop_duplicates(subset="run_id", keep="last")

@@ -39,6 +39,17 @@ def _samples(text: Any) -> dict[str, list[float]]:
     return data if isinstance(data, dict) else {}
 
 
+def _floats(values: Any) -> np.ndarray:
+    """A stored sample list as floats; anything that is not a number is left out."""
+    if not isinstance(values, list):
+        return np.empty(0)
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        pass
+    return np.asarray([v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)], dtype=float)
+
+
 def _key_value(value: Any) -> Any:
     """A hashable, comparable group key (NaN/None -> None; floats that are integers -> int)."""
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
@@ -162,28 +173,33 @@ def summarize_rows(frame: pd.DataFrame, include_invalid: bool = False,
     reasons = frame["invalid_reasons"].tolist() if "invalid_reasons" in frame.columns else [""] * len(frame)
     samples = frame["samples"].tolist() if "samples" in frame.columns else [None] * len(frame)
     run_ids = frame["run_id"].tolist() if "run_id" in frame.columns else list(range(len(frame)))
-    key_rows = zip(*(frame[k].tolist() for k in keys)) if keys else ((),) * len(frame)
-
-    groups: dict[tuple, list[int]] = {}
-    for i, key in enumerate(key_rows):
-        groups.setdefault(tuple(_key_value(v) for v in key), []).append(i)
+    # group by identity: factorised columns (NaN a key of its own), in order of first appearance
+    codes = (np.column_stack([pd.factorize(frame[k], use_na_sentinel=False)[0] for k in keys])
+             if keys else np.zeros((len(frame), 1), dtype=int))
+    _, first, group_of = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # groups in order of their first run
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    group_of = rank[np.asarray(group_of).ravel()]
+    members_of = np.split(np.argsort(group_of, kind="stable"), np.cumsum(np.bincount(group_of))[:-1])
+    key_values = {k: frame[k].tolist() for k in keys}
 
     rows: list[dict[str, Any]] = []
     pooled: dict[str, list[np.ndarray]] = {m: [] for m in names}
-    for key, members in groups.items():
+    for members in members_of:
+        members = members.tolist()
         used = [i for i in members if include_invalid or valid[i]]
-        values: dict[str, list[float]] = {m: [] for m in names}
+        values: dict[str, list[np.ndarray]] = {m: [] for m in names}
         for i in used:
             for m, vals in _samples(samples[i]).items():
-                if m in values and isinstance(vals, list):
-                    values[m].extend(vals)
+                if m in values:
+                    values[m].append(_floats(vals))
         for m in names:
-            arr = np.asarray([v for v in values[m] if isinstance(v, (int, float)) and not isinstance(v, bool)],
-                             dtype=float)
+            arr = np.concatenate(values[m]) if values[m] else np.empty(0)
             pooled[m].append(arr[np.isfinite(arr)])
         n_valid = int(valid[members].sum())
-        rows.append({**dict(zip(keys, key)), "runs": len(members), "valid_runs": n_valid,
-                     "invalid_runs": len(members) - n_valid, "used_runs": len(used),
+        rows.append({**{k: _key_value(key_values[k][members[0]]) for k in keys}, "runs": len(members),
+                     "valid_runs": n_valid, "invalid_runs": len(members) - n_valid, "used_runs": len(used),
                      "valid": bool(used) and all(valid[i] for i in used),
                      "invalid_reasons": _reasons(reasons[i] for i in members if not valid[i]),
                      "run_ids": [run_ids[i] for i in members]})

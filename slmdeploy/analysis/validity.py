@@ -135,7 +135,8 @@ def apply(frame: pd.DataFrame, thresholds: Thresholds = DEFAULT) -> pd.DataFrame
     columns = [c for c in ("run_json_problem", "status", "trace_problem", "measured_runs", "measured_s",
                            "thermal_throttled", "thermal_freq_cap_ratio", "thermal_min_freq_ratio",
                            "start_temp_c", "cooldown_below_c", "strays_killed") if c in frame.columns]
-    verdicts = [verdict(row, thresholds) for row in frame[columns].to_dict("records")]
+    rows = (dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns)))
+    verdicts = [verdict(row, thresholds) for row in rows]
     return frame.assign(valid=[v.valid for v in verdicts], invalid_reasons=[v.text for v in verdicts])
 
 
