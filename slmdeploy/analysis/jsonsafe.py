@@ -14,16 +14,29 @@ import pandas as pd
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """``frame.to_dict("records")`` with NaN, NaT, inf and pandas NA as None, numpy scalars as Python ones."""
-    if frame.empty:
-        return []
-    floats = frame.select_dtypes(include=["floating"]).columns
-    if len(floats):  # inf -> NaN, so that the one pass below turns both into None
-        values = frame[floats].to_numpy(dtype=float)
-        frame = frame.assign(**{c: values[:, i] for i, c in enumerate(floats)})
-        frame[floats] = frame[floats].where(np.isfinite(values))
-    out = frame.astype(object)
-    return out.where(pd.notna(out), None).to_dict("records")
+    """``frame.to_dict("records")`` with NaN, NaT, inf and pandas NA as None, numpy scalars as Python ones.
+
+    Column by column (``tolist`` then patching the missing cells): 10,000 runs x 100 columns
+    take a fraction of what ``to_dict`` does.
+    """
+    names = list(frame.columns)
+    columns = []
+    for name in names:
+        series = frame[name]
+        plain = not isinstance(series.dtype, pd.api.extensions.ExtensionDtype)
+        if plain and series.dtype.kind == "f":
+            array = series.to_numpy()
+            values = array.tolist()
+            missing = np.flatnonzero(~np.isfinite(array))
+        elif plain and series.dtype.kind in "iub":
+            values, missing = series.tolist(), []
+        else:  # object, nullable, datetime: NA-like cells (None, NaN, NA, NaT) become None
+            values = series.astype(object).tolist()
+            missing = np.flatnonzero(series.isna().to_numpy())
+        for i in missing:
+            values[i] = None
+        columns.append(values)
+    return [dict(zip(names, row)) for row in zip(*columns)]
 
 
 def clean(value: Any) -> Any:
