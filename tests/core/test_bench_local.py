@@ -29,6 +29,7 @@ def test_run_directory_holds_everything(fp32_run, tiny_fp32):
     assert {"trace.jsonl", "device.json", "manifest.json", "harness.stdout", "harness.stderr", "run.json"} <= files
     meta = json.loads((fp32_run.run_dir / "run.json").read_text())
     assert meta["status"] == "complete" and meta["harness"] == "python" and meta["harness_exit_code"] == 0
+    assert meta["strays_killed"] == 0  # no harness was left running here (analysis/validity.py checks it)
     assert meta["artifact_sha256"] == tiny_fp32.manifest.model_file.sha256
     device = json.loads((fp32_run.run_dir / "device.json").read_text())
     assert device["spec"] == "local" and device["cpu_cores"] >= 1 and device["ram_kib"] > 0
