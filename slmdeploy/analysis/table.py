@@ -34,7 +34,7 @@ COLUMNS = [
     ("valid", "valid"),
 ]
 ALWAYS = ("model", "prefill", "decode", "valid")
-NO_WRAP = ("prefill", "decode", "ttft_ms", "pp")  # median [CI] cells read badly when broken
+NO_WRAP = ("model", "runtime", "prefill", "decode", "pp")  # median [CI] cells read badly when broken
 LEFT = ("model", "runtime", "delegates", "quant", "device", "harness", "status", "valid")
 
 
@@ -134,7 +134,7 @@ def display_rows(frame: pd.DataFrame) -> list[dict[str, str]]:
                 "prefill_cv": _pct(r.get("prefill_tps_cv")),
                 "decode": _metric(r, "decode_tps", 1),
                 "decode_cv": _pct(r.get("decode_tps_cv")),
-                "ttft_ms": _metric(r, "ttft_ms", 1),
+                "ttft_ms": _fixed(r.get("ttft_ms_median") if _num(r.get("ttft_ms_median")) else r.get("ttft_ms"), 1),
                 "load_ms": _fixed(r.get("load_ms"), 1),
                 "peak_rss_mib": _fixed(r.get("peak_rss_mib"), 1),
                 "status": status,
@@ -156,12 +156,17 @@ def results_table(frame: pd.DataFrame, title: str | None = None) -> Table:
     return table
 
 
+def _skipped(count: Any) -> str:
+    return f" [{int(count)} trace line{'s' if count > 1 else ''} skipped]" if _num(count) and count > 0 else ""
+
+
 def invalid_lines(frame: pd.DataFrame, limit: int = 50) -> list[str]:
     """``run_id: reasons`` for each invalid run (at most ``limit``, then how many more)."""
     if "valid" not in frame.columns:
         return []
     bad = frame[~frame["valid"].fillna(False).astype(bool)]
-    lines = [f"{r.get('run_id')}: {r.get('invalid_reasons') or 'invalid'}" for r in bad.head(limit).to_dict("records")]
+    lines = [f"{r.get('run_id')}: {r.get('invalid_reasons') or 'invalid'}{_skipped(r.get('trace_skipped_lines'))}"
+             for r in bad.head(limit).to_dict("records")]
     if len(bad) > limit:
         lines.append(f"... and {len(bad) - limit} more invalid runs")
     return lines

@@ -27,6 +27,7 @@ from slmdeploy.analysis.metrics import summarize
 from slmdeploy.analysis.ops import ETDUMP_FILE, LITERT_PROFILE_FILE, profile_file_for
 from slmdeploy.analysis.records import TRACE_FILE
 from slmdeploy.analysis.store import DB_NAME, check_db, store_run
+from slmdeploy.analysis.validate import check_trace
 from slmdeploy.bench import harnesses
 from slmdeploy.bench.inputs import load_inputs, write_inputs
 from slmdeploy.bench.recover import recover_runs
@@ -289,7 +290,8 @@ def bench(
         rd.update(status=status, finished_at=now_iso(), error=outcome.error, **_accelerated(rd))
         if store:
             store_run(rd.path, db_path)
-    summary = summarize(read_trace(rd.path / TRACE_FILE)) if (rd.path / TRACE_FILE).exists() else {}
+    # what the device sent back is checked like any trace (analysis/validate.py): no impossible number
+    summary = summarize(check_trace(rd.path / TRACE_FILE).trace) if (rd.path / TRACE_FILE).exists() else {}
     result = RunResult(run_dir=rd.path, status=status, summary=summary, meta=rd.meta)
     if not outcome.complete:
         raise HarnessError(f"run {rd.run_id} is {status}: {outcome.error}. What was measured is kept in {rd.path}.")
