@@ -48,7 +48,12 @@ def record(run_dir: Path) -> dict[str, Any]:
     """
     meta, meta_problem = read_meta(run_dir)
     trace_path = run_dir / TRACE_FILE
-    checked = check_trace(trace_path) if trace_path.is_file() else None
+    checked, unreadable = None, f"no {TRACE_FILE}"
+    if trace_path.is_file():
+        try:
+            checked = check_trace(trace_path)
+        except OSError as err:
+            unreadable = f"{TRACE_FILE}: unreadable ({type(err).__name__})"
     trace = checked.trace if checked is not None else None
     metrics = summarize(trace) if trace is not None else {"complete": False}
     samples = run_samples(trace) if trace is not None else {}
@@ -64,7 +69,7 @@ def record(run_dir: Path) -> dict[str, Any]:
     row["status"] = meta.get("status") if not metrics.get("complete") else "complete"
     row["run_dir"] = str(run_dir.resolve())
     row["run_json_problem"] = meta_problem
-    row["trace_problem"] = checked.reason() if checked is not None else f"no {TRACE_FILE}"
+    row["trace_problem"] = checked.reason() if checked is not None else unreadable
     row["trace_skipped_lines"] = checked.skipped_lines if checked is not None else 0
     result = verdict(row)
     row["valid"], row["invalid_reasons"] = result.valid, result.text
