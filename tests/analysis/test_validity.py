@@ -13,7 +13,7 @@ import pytest
 from slmdeploy.analysis.records import record
 from slmdeploy.analysis.runs import load_runs
 from slmdeploy.analysis.store import read_table, store_runs
-from slmdeploy.analysis.synthetic import trace_events, write_run
+from slmdeploy.analysis.synthetic import write_run
 from slmdeploy.analysis.validity import Thresholds, apply, verdict
 
 COOL = {"cpu_khz": {"cpu0": 2_000_000}, "cpu_max_khz": {"cpu0": 2_000_000}, "thermal_mc": {"cpu": 40_000}}
