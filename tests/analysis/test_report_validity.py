@@ -101,3 +101,18 @@ def test_many_runs_are_summarised_by_row(tmp_path):
     data = _strict(as_json)
     assert len(data["runs"]) == 60 and len(data["rows"]) == 2 and "comparison" not in data
     assert sorted(r["decode_tps_n"] for r in data["rows"]) == [150, 150]
+
+
+def test_report_after_a_real_gen_0_bench(tiny_fp32, tmp_path):
+    """bench -g 0 on this host (prefill only): report's table and JSON hold no made-up decode number."""
+    from slmdeploy.bench import Workload, bench
+
+    bench(tiny_fp32, "local", workload=Workload(prompt_tokens=8, gen_tokens=0, warmup=0, runs=3, telemetry_interval_ms=0),
+          runs_dir=tmp_path, progress=False)
+    for where in (tmp_path, tmp_path / "results.duckdb"):
+        code, out, _ = _report(where)
+        assert code == 0 and "pp8+tg0" in out
+        _, as_json, _ = _report(where, "--json")
+        (run,) = _strict(as_json)["runs"]
+        assert run["decode_tps"] is None and run["gen_tokens"] is None and run.get("decode_tps_median") is None
+        assert run["prefill_tps_n"] == 3 and run["prefill_tps_median"] > 0 and run["trace_problem"] is None
