@@ -100,14 +100,58 @@ def _median_interval(n: int, confidence: float) -> tuple[list[int], list[int]]:
     return [_order_index(n, k, alpha) for k in middle], [_order_index(n, k, 1 - alpha) for k in middle]
 
 
+EXACT_EVEN_MAX = 200  # above this even count, the two middle ranks' quantiles are averaged (error < 1% of width)
+
+
+@functools.lru_cache(maxsize=256)
+def _middle_pairs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For an even n: every (i, j), i <= j, and the probability that a resample's two middle values are
+    the data's i-th and j-th smallest (0-based) -- the same for any data, so computed once per n.
+
+    With k = n/2, the k-th smallest draw is at i and the (k+1)-th at j > i exactly when the first
+    i+1 cells hold k draws with at least one at i, cells i+1..j-1 none, and cell j at least one of
+    the other n-k: C(n, k) ((i+1)^k - i^k) / n^k * ((n-j)^(n-k) - (n-j-1)^(n-k)) / n^(n-k).
+    Both at i takes the rest of P(k-th smallest at i).
+    """
+    k = n // 2
+    cells = np.arange(n, dtype=float)
+    first = np.exp(_log_factorials(n)[n] - _log_factorials(n)[k] - _log_factorials(n)[n - k]) * (
+        ((cells + 1) / n) ** k - (cells / n) ** k)
+    second = ((n - cells) / n) ** (n - k) - ((n - cells - 1) / n) ** (n - k)
+    i, j = np.triu_indices(n, 1)
+    p = first[i] * second[j]
+    at_i = np.array([_at_least(n, k, (c + 1) / n) - _at_least(n, k, c / n) if c else _at_least(n, k, 1 / n)
+                     for c in range(n)])  # P(k-th smallest draw at cell c)
+    same = at_i - first * ((n - cells - 1) / n) ** (n - k)
+    return (np.concatenate([i, np.arange(n)]), np.concatenate([j, np.arange(n)]),
+            np.concatenate([p, np.clip(same, 0.0, None)]))
+
+
+def _even_interval(values: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact bootstrap percentile interval of the median for rows of sorted ``values`` of even length."""
+    i, j, p = _middle_pairs(values.shape[1])
+    medians = (values[:, i] + values[:, j]) / 2  # (rows, pairs)
+    order = np.argsort(medians, axis=1, kind="stable")
+    cum = np.cumsum(p[order], axis=1)
+    alpha = (1 - confidence) / 2
+    rows = np.arange(len(values))
+    ends = []
+    for q in (alpha, 1 - alpha):
+        at = np.minimum((cum < q - 1e-12).sum(axis=1), cum.shape[1] - 1)
+        ends.append(medians[rows, order[rows, at]])
+    return ends[0], ends[1]
+
+
 def bootstrap(groups: list[np.ndarray], *, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Median, 95% percentile-bootstrap CI of the median and CV of each array in ``groups``, vectorised.
 
     The bootstrap distribution of a median is computed exactly rather than resampled: a
     resample's k-th smallest value is an order statistic of the data with binomial
     probabilities (``_order_index``), so the interval is the one infinitely many resamples
-    would give, in O(n log n) per row and with no seed. (For an even count, each end is the
-    mean of the two middle ranks' quantiles, as the median is their mean.) It agrees with
+    would give, in O(n log n) per row and with no seed. An even count's median is the mean of
+    two middle values: the joint distribution of their ranks is exact too (``_middle_pairs``)
+    up to ``EXACT_EVEN_MAX`` values; above, each end is the mean of the two ranks' quantiles,
+    which differs by under 1% of the interval's width there. It agrees with
     ``stats.estimate``'s 2,000 resamples up to their Monte Carlo noise; resampling 10,000 runs'
     pooled values would take minutes.
 
@@ -129,9 +173,12 @@ def bootstrap(groups: list[np.ndarray], *, confidence: float = CONFIDENCE) -> pd
         sd = values.std(axis=1, ddof=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             cv[members] = np.where(mean != 0, sd / mean, np.nan)
-        low, high = _median_interval(int(size), confidence)
-        lo[members] = values[:, low].mean(axis=1)
-        hi[members] = values[:, high].mean(axis=1)
+        if size % 2 == 0 and size <= EXACT_EVEN_MAX:
+            lo[members], hi[members] = _even_interval(values, confidence)
+        else:
+            low, high = _median_interval(int(size), confidence)
+            lo[members] = values[:, low].mean(axis=1)
+            hi[members] = values[:, high].mean(axis=1)
     return pd.DataFrame({"median": median, "ci_lo": lo, "ci_hi": hi, "cv": cv, "n": n})
 
 

@@ -81,12 +81,14 @@ def test_the_exact_bootstrap_is_what_many_resamples_converge_to(n):
         assert got.ci_lo in values and got.ci_hi in values
 
 
-@pytest.mark.parametrize("n", [4, 10, 20, 50])
-def test_even_counts_are_close_to_many_resamples(n):
+@pytest.mark.parametrize("n", [4, 10, 20, 50, 240])
+def test_even_counts_too(n):
+    """An even count's median is the mean of two middle values: their joint ranks are exact up to 200
+    values, the mean of the two ranks' quantiles above (a hair off at 240)."""
     values = np.random.default_rng(n).lognormal(3, 0.3, size=n)
     got = bootstrap([values]).iloc[0]
     lo, hi = _resampled_interval(values)
-    assert abs(got.ci_lo - lo) <= 0.15 * (hi - lo) and abs(got.ci_hi - hi) <= 0.15 * (hi - lo)
+    assert abs(got.ci_lo - lo) <= 0.01 * (hi - lo) and abs(got.ci_hi - hi) <= 0.01 * (hi - lo)
 
 
 def test_groups_of_any_sizes_are_summarised_together():
