@@ -31,7 +31,24 @@ def read_meta(run_dir: Path) -> tuple[dict[str, Any], str | None]:
         return {}, f"{RUN_FILE}: unreadable ({type(err).__name__})"
     if not isinstance(meta, dict):
         return {}, f"{RUN_FILE}:1: not a JSON object ({type(meta).__name__})"
-    return meta, None
+    return meta, _meta_problem(meta)
+
+
+TEXT_FIELDS = ("run_id", "status", "started_at", "model", "runtime", "quant", "target", "device", "device_model")
+
+
+def _meta_problem(meta: dict[str, Any]) -> str | None:
+    """The first run.json field of the wrong type among those identity and validity read (None: all fine)."""
+    for name in TEXT_FIELDS:
+        if meta.get(name) is not None and not isinstance(meta[name], str):
+            return f"{RUN_FILE}: {name} is not a string ({json.dumps(meta[name])[:40]})"
+    strays = meta.get("strays_killed")
+    if strays is not None and not (isinstance(strays, int) and not isinstance(strays, bool) and strays >= 0):
+        return f"{RUN_FILE}: strays_killed is not a non-negative integer ({json.dumps(strays)[:40]})"
+    cooldown = meta.get("cooldown")
+    if cooldown is not None and not (isinstance(cooldown, list) and all(isinstance(c, dict) for c in cooldown)):
+        return f"{RUN_FILE}: cooldown is not a list of objects ({json.dumps(cooldown)[:40]})"
+    return None
 
 
 def _delegates(value: Any) -> str:
@@ -58,6 +75,9 @@ def record(run_dir: Path) -> dict[str, Any]:
     metrics = summarize(trace) if trace is not None else {"complete": False}
     samples = run_samples(trace) if trace is not None else {}
     row = {k: v for k, v in meta.items() if not isinstance(v, (dict, list))}
+    for name in TEXT_FIELDS:  # a wrong-typed identity field is flagged above and never used as one
+        if name in row and row[name] is not None and not isinstance(row[name], str):
+            del row[name]
     row["run_id"] = row.get("run_id") if isinstance(row.get("run_id"), str) else run_dir.name
     row["workload"] = json.dumps(meta.get("workload", {}), sort_keys=True, default=str)
     row["delegates"] = _delegates(meta.get("delegates", []))

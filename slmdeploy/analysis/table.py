@@ -221,8 +221,9 @@ def comparison(frame: pd.DataFrame, include_invalid: bool = False) -> pd.DataFra
     base = frame.iloc[0]
     rows = []
     for _, run in frame.iterrows():
-        row = {"run_id": run["run_id"], "label": f"{run.get('model')} {run.get('runtime')} {run.get('quant')} @ "
-                                                  f"{run.get('device_model') or run.get('device')}"}
+        device = _str(run.get("device_model")) if _num(run.get("device_model")) else _str(run.get("device"))
+        row = {"run_id": run["run_id"],
+               "label": f"{_str(run.get('model'))} {_str(run.get('runtime'))} {_str(run.get('quant'))} @ {device}"}
         for key, _, _ in COMPARED:
             value = run.get(key)
             value = value / (1 << 20) if key == "model_size" and _num(value) else value

@@ -100,3 +100,15 @@ def test_kill_strays_counts_the_harnesses_it_killed(tmp_path):
         if stray.poll() is None:
             os.kill(stray.pid, 9)
             stray.wait()
+
+
+@pytest.mark.parametrize("meta, reason", [
+    ({"strays_killed": "lots"}, 'run.json: strays_killed is not a non-negative integer ("lots")'),
+    ({"cooldown": "hot"}, 'run.json: cooldown is not a list of objects ("hot")'),
+    ({"model": ["a"]}, 'run.json: model is not a string (["a"])'),
+    ({"status": 3}, "run.json: status is not a string (3)"),
+])
+def test_a_run_json_field_of_the_wrong_type_flags_the_run(meta, reason, tmp_path):
+    row = record(write_run(tmp_path, "odd", meta=meta))
+    assert row["valid"] is False and row["invalid_reasons"] == reason
+    assert "model" not in row or isinstance(row["model"], str)  # never used as an identity
