@@ -51,7 +51,7 @@ def _floats(values: Any) -> np.ndarray:
 
 
 def _key_value(value: Any) -> Any:
-    """A hashable, comparable group key (NaN/None -> None; floats that are integers -> int)."""
+    """A row's identity value as shown (NaN/None -> None; floats that are integers -> int, as threads)."""
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return None
     if isinstance(value, float) and value.is_integer():

@@ -20,8 +20,9 @@ asked (``report --include-invalid``). A run is valid only if all of these hold:
   ``strays_killed``, the count ``devices.clean.kill_strays`` found and killed).
 
 Checks work on a flat record (``records.record``, a row of ``load_runs`` or the results
-database), so runs stored by an older slmdeploy get a verdict from the fields they have; a
-field that is missing is a check that cannot fail.
+database), so runs stored by an older slmdeploy get a verdict from the fields they have: a
+missing field is a check that cannot fail, except ``status`` and ``measured_runs`` (every
+record has them; without them nothing says the run measured anything).
 """
 
 from __future__ import annotations
