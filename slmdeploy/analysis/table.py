@@ -39,12 +39,20 @@ LEFT = ("model", "runtime", "delegates", "quant", "device", "harness", "status",
 
 
 def _num(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
+    """A finite number to format (a string or bool from a hand-edited run.json is not one)."""
+    return (isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value))
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    return (isinstance(value, str) and value == "") or (isinstance(value, float) and math.isnan(value))
 
 
 def _str(value: Any) -> str:
     """A text cell: missing (None, NaN, '') is '-'."""
-    return str(value) if _num(value) and value != "" else "-"
+    return "-" if _missing(value) else str(value)
 
 
 def _params(n: Any) -> str:
@@ -221,7 +229,7 @@ def comparison(frame: pd.DataFrame, include_invalid: bool = False) -> pd.DataFra
     base = frame.iloc[0]
     rows = []
     for _, run in frame.iterrows():
-        device = _str(run.get("device_model")) if _num(run.get("device_model")) else _str(run.get("device"))
+        device = _str(run.get("device_model")) if not _missing(run.get("device_model")) else _str(run.get("device"))
         row = {"run_id": run["run_id"],
                "label": f"{_str(run.get('model'))} {_str(run.get('runtime'))} {_str(run.get('quant'))} @ {device}"}
         for key, _, _ in COMPARED:

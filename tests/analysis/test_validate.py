@@ -4,6 +4,7 @@ gives a negative or non-finite number."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import tempfile
@@ -13,10 +14,12 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
 from slmdeploy.analysis.jsonsafe import records
 from slmdeploy.analysis.records import record
 from slmdeploy.analysis.synthetic import trace_events, write_run
+from slmdeploy.analysis.table import results_table
 from slmdeploy.analysis.validate import check_trace
 from slmdeploy.analysis.validity import apply
 
@@ -188,3 +191,27 @@ def test_damaged_traces_never_crash_nor_give_impossible_numbers(lines):
         if not check_trace(run / "trace.jsonl").clean:
             assert row["valid"] is False and row["invalid_reasons"]
         json.dumps(records(apply(pd.DataFrame([row]))), allow_nan=False)  # strict JSON whatever the trace held
+
+
+run_json_values = st.one_of(
+    json_values,
+    st.dictionaries(st.sampled_from(["run_id", "status", "started_at", "model", "delegates", "workload", "threads",
+                                     "strays_killed", "cooldown", "device", "device_model", "quant", "params",
+                                     "model_size", "accelerator", "ttft_ms_median", "decode_tps_median"]),
+                    json_values, max_size=6),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(run_json_values)
+def test_any_run_json_gives_a_record_never_a_crash(meta):
+    with tempfile.TemporaryDirectory() as tmp:
+        run = write_run(Path(tmp), "meta")
+        (run / "run.json").write_text(json.dumps(meta))
+        row = record(run)
+        assert isinstance(row["valid"], bool) and isinstance(row["run_id"], str)
+        if not isinstance(meta, dict):
+            assert row["valid"] is False and row["invalid_reasons"].startswith("run.json:1: not a JSON object")
+        frame = apply(pd.DataFrame([row]))
+        json.dumps(records(frame), allow_nan=False, default=str)
+        Console(file=io.StringIO(), width=200).print(results_table(frame))  # the text report renders too
