@@ -11,7 +11,8 @@ MAX_RUN_LINES = 50  # above this many runs, the table has a line per row (``anal
 
 @click.command("report")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--compare/--no-compare", default=None, help="Compare runs against the first [default: on for 2+ runs].")
+@click.option("--compare/--no-compare", default=None,
+              help=f"Compare runs against the first valid one [default: on for 2 to {MAX_RUN_LINES} runs].")
 @click.option("--ops", is_flag=True, help="Also show each run's op-level profile (runs benched with --profile).")
 @click.option("--phase", type=click.Choice(["prefill", "decode", "forward"]), help="--ops: one phase only.")
 @click.option("--top", default=20, show_default=True, help="--ops: rows per run.")
