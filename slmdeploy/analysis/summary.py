@@ -229,28 +229,31 @@ def summarize_rows(frame: pd.DataFrame, include_invalid: bool = False,
     rank[order] = np.arange(len(order))
     group_of = rank[np.asarray(group_of).ravel()]
     members_of = np.split(np.argsort(group_of, kind="stable"), np.cumsum(np.bincount(group_of))[:-1])
-    key_values = {k: frame[k].tolist() for k in keys}
+    valid_list = valid.tolist()
+    n_valid = np.bincount(group_of, weights=valid, minlength=len(members_of)).astype(int).tolist()
 
     rows: list[dict[str, Any]] = []
     pooled: dict[str, list[np.ndarray]] = {m: [] for m in names}
-    for members in members_of:
+    empty = np.empty(0)
+    for g, members in enumerate(members_of):
         members = members.tolist()
-        used = [i for i in members if include_invalid or valid[i]]
+        used = members if include_invalid else [i for i in members if valid_list[i]]
         values: dict[str, list[np.ndarray]] = {m: [] for m in names}
         for i in used:
             for m, vals in _samples(samples[i]).items():
                 if m in values:
                     values[m].append(_floats(vals))
         for m in names:
-            arr = np.concatenate(values[m]) if values[m] else np.empty(0)
+            arr = (values[m][0] if len(values[m]) == 1 else np.concatenate(values[m])) if values[m] else empty
             pooled[m].append(arr[np.isfinite(arr)])
-        n_valid = int(valid[members].sum())
-        rows.append({**{k: _key_value(key_values[k][members[0]]) for k in keys}, "runs": len(members),
-                     "valid_runs": n_valid, "invalid_runs": len(members) - n_valid, "used_runs": len(used),
-                     "valid": bool(used) and all(valid[i] for i in used),
-                     "invalid_reasons": _reasons(reasons[i] for i in members if not valid[i]),
+        bad = n_valid[g] < len(members)
+        rows.append({"runs": len(members), "valid_runs": n_valid[g], "invalid_runs": len(members) - n_valid[g],
+                     "used_runs": len(used), "valid": bool(used) and all(valid_list[i] for i in used),
+                     "invalid_reasons": _reasons(reasons[i] for i in members if not valid_list[i]) if bad else "",
                      "run_ids": [run_ids[i] for i in members]})
-    out = pd.DataFrame(rows, columns=base_columns)
+    firsts = [int(m[0]) for m in members_of]
+    identity = {k: [_key_value(v) for v in frame[k].iloc[firsts].tolist()] for k in keys}
+    out = pd.concat([pd.DataFrame(identity), pd.DataFrame(rows)], axis=1)[base_columns]
     stats = {}
     for m in names:
         est = bootstrap(pooled[m])
