@@ -87,6 +87,7 @@ def summarize(trace: Trace) -> dict[str, Any]:
         "harness": header.get("harness", {}).get("name"),
         "runtime_version": header.get("runtime", {}).get("version"),
         "measured_runs": max(len(prefill), len(forward)),
+        "measured_s": sum(e["ns"] for e in (*prefill, *decode, *forward)) / 1e9,
         "prefill_tokens": prefill[0]["tokens"] if prefill else None,
         "gen_tokens": decode[0]["tokens"] if decode else None,
         "prefill_tps": pf_mean,

@@ -29,7 +29,7 @@ def _write_lock(db: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-BOOLEAN_COLUMNS = {"complete", "warmup", "thermal_throttled"}
+BOOLEAN_COLUMNS = {"complete", "warmup", "thermal_throttled", "valid"}
 DOUBLE_SUFFIXES = ("_tps", "_sd", "_ms", "_mib", "_c", "_ratio", "_s", "_median", "_ci_lo", "_ci_hi", "_cv",
                    "_gbps", "_fraction", "_bytes", "_per_token")
 BIGINT_COLUMNS = {"bandwidth_threads"}

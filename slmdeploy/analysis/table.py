@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from rich import box
 from rich.table import Table
+
+from slmdeploy.analysis.validity import valid_only
 
 COLUMNS = [
     ("model", "model"),
@@ -20,16 +24,35 @@ COLUMNS = [
     ("threads", "threads"),
     ("pp", "test"),
     ("prefill", "prefill tok/s"),
+    ("prefill_cv", "CV"),
     ("decode", "decode tok/s"),
+    ("decode_cv", "CV"),
     ("ttft_ms", "TTFT ms"),
     ("load_ms", "load ms"),
     ("peak_rss_mib", "peak RSS MiB"),
     ("status", "status"),
+    ("valid", "valid"),
 ]
+ALWAYS = ("model", "prefill", "decode", "valid")
+NO_WRAP = ("model", "runtime", "prefill", "decode", "pp")  # median [CI] cells read badly when broken
+LEFT = ("model", "runtime", "delegates", "quant", "device", "harness", "status", "valid")
 
 
 def _num(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
+    """A finite number to format (a string or bool from a hand-edited run.json is not one)."""
+    return (isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value))
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    return (isinstance(value, str) and value == "") or (isinstance(value, float) and math.isnan(value))
+
+
+def _str(value: Any) -> str:
+    """A text cell: missing (None, NaN, '') is '-'."""
+    return "-" if _missing(value) else str(value)
 
 
 def _params(n: Any) -> str:
@@ -49,18 +72,50 @@ def _pm(mean: Any, sd: Any) -> str:
     return f"{mean:.2f} ± {sd:.2f}" if _num(sd) else f"{mean:.2f}"
 
 
+def _ci(median: Any, lo: Any, hi: Any, digits: int = 2) -> str:
+    """``median [lo, hi]``: the median with its bootstrap 95% CI (just the median when there is none)."""
+    if not _num(median):
+        return "-"
+    text = f"{median:.{digits}f}"
+    return text + f" [{lo:.{digits}f}, {hi:.{digits}f}]" if _num(lo) and _num(hi) else text
+
+
+def _pct(value: Any) -> str:
+    return f"{value * 100:.1f}%" if _num(value) else "-"
+
+
+def _metric(r: dict[str, Any], name: str, digits: int = 2) -> str:
+    """A run's metric as median [CI]; the older mean column when the record has no per-run samples."""
+    if _num(r.get(f"{name}_median")):
+        return _ci(r.get(f"{name}_median"), r.get(f"{name}_ci_lo"), r.get(f"{name}_ci_hi"), digits)
+    return _pm(r.get(name), r.get(f"{name}_sd")) if name.endswith("_tps") else _fixed(r.get(name), digits)
+
+
+def _valid_label(r: dict[str, Any]) -> str:
+    value = r.get("valid")
+    return "-" if not isinstance(value, (bool, np.bool_)) else ("yes" if value else "[red]no[/]")
+
+
+def _tests(r: dict[str, Any]) -> str:
+    """llama-bench's test label, ``pp16+tg8`` (``-g 0``: ``pp16+tg0``)."""
+    if not _num(r.get("prefill_tokens")):
+        return "-"
+    gen = r.get("gen_tokens")
+    return f"pp{int(r['prefill_tokens'])}+tg{int(gen) if _num(gen) else 0}"
+
+
 def _fixed(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if _num(value) else "-"
 
 
 def _device_label(r: dict[str, Any]) -> str:
-    spec = str(r.get("device") or "-")
-    return spec if spec == "local" or not r.get("device_model") else f"{r['device_model']} ({spec})"
+    spec, model = _str(r.get("device")), _str(r.get("device_model"))
+    return spec if spec == "local" or model == "-" else f"{model} ({spec})"
 
 
 def _delegate_label(r: dict[str, Any]) -> str:
     """The artifact's delegates; for a LiteRT run, the accelerator it ran on: ``xnnpack+gpu+nnapi @gpu``."""
-    delegates = str(r.get("delegates") or "-")
+    delegates = _str(r.get("delegates"))
     accelerator = r.get("accelerator")
     return f"{delegates} @{accelerator}" if isinstance(accelerator, str) and accelerator else delegates
 
@@ -68,38 +123,86 @@ def _delegate_label(r: dict[str, Any]) -> str:
 def display_rows(frame: pd.DataFrame) -> list[dict[str, str]]:
     rows = []
     for r in frame.to_dict("records"):
-        status = r.get("status") or "-"
+        status = _str(r.get("status"))
         if r.get("thermal_throttled") is True:
             status += " (throttled)"
         rows.append(
             {
-                "model": str(r.get("model") or "-"),
+                "model": _str(r.get("model")),
                 "params": _params(r.get("params")),
                 "size": _size(r.get("model_size")),
-                "runtime": str(r.get("runtime") or "-"),
+                "runtime": _str(r.get("runtime")),
                 "delegates": _delegate_label(r),
-                "quant": str(r.get("quant") or "-"),
+                "quant": _str(r.get("quant")),
                 "device": _device_label(r),
-                "harness": str(r.get("harness") or "-"),
+                "harness": _str(r.get("harness")),
                 "threads": str(int(r["threads"])) if _num(r.get("threads")) else "-",
-                "pp": f"pp{int(r['prefill_tokens'])}+tg{int(r['gen_tokens'] or 0)}" if _num(r.get("prefill_tokens")) else "-",
-                "prefill": _pm(r.get("prefill_tps"), r.get("prefill_tps_sd")),
-                "decode": _pm(r.get("decode_tps"), r.get("decode_tps_sd")),
-                "ttft_ms": _fixed(r.get("ttft_ms"), 2),
+                "pp": _tests(r),
+                "prefill": _metric(r, "prefill_tps", 1),
+                "prefill_cv": _pct(r.get("prefill_tps_cv")),
+                "decode": _metric(r, "decode_tps", 1),
+                "decode_cv": _pct(r.get("decode_tps_cv")),
+                "ttft_ms": _fixed(r.get("ttft_ms_median") if _num(r.get("ttft_ms_median")) else r.get("ttft_ms"), 1),
                 "load_ms": _fixed(r.get("load_ms"), 1),
                 "peak_rss_mib": _fixed(r.get("peak_rss_mib"), 1),
                 "status": status,
+                "valid": _valid_label(r),
             }
         )
     return rows
 
 
 def results_table(frame: pd.DataFrame, title: str | None = None) -> Table:
+    rows = display_rows(frame)
+    # a column no run has a value for (params of a generic model, harness of an old run) only takes width
+    columns = [(key, label) for key, label in COLUMNS if key in ALWAYS or any(r[key] != "-" for r in rows)]
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    for key, label in columns:
+        table.add_column(label, justify="left" if key in LEFT else "right", no_wrap=key in NO_WRAP)
+    for row in rows:
+        table.add_row(*(row[key] for key, _ in columns))
+    return table
+
+
+def _skipped(count: Any) -> str:
+    return f" [{int(count)} trace line{'s' if count > 1 else ''} skipped]" if _num(count) and count > 0 else ""
+
+
+def invalid_lines(frame: pd.DataFrame, limit: int = 50) -> list[str]:
+    """``run_id: reasons`` for each invalid run (at most ``limit``, then how many more)."""
+    if "valid" not in frame.columns:
+        return []
+    bad = frame[~frame["valid"].fillna(False).astype(bool)]
+    lines = [f"{r.get('run_id')}: {r.get('invalid_reasons') or 'invalid'}{_skipped(r.get('trace_skipped_lines'))}"
+             for r in bad.head(limit).to_dict("records")]
+    if len(bad) > limit:
+        lines.append(f"... and {len(bad) - limit} more invalid runs")
+    return lines
+
+
+SUMMARY_METRICS = [("prefill_tps", "prefill tok/s"), ("decode_tps", "decode tok/s"), ("ttft_ms", "TTFT ms"),
+                   ("peak_rss_mib", "peak RSS MiB")]
+
+
+def summary_table(rows: pd.DataFrame, title: str | None = None) -> Table:
+    """Rows of ``summary.summarize_rows``: one line per identity, median [95% CI] and CV over pooled runs."""
     table = Table(title=title, header_style="bold")
-    for key, label in COLUMNS:
-        table.add_column(label, justify="right" if key not in ("model", "runtime", "delegates", "quant", "device", "harness", "status") else "left")
-    for row in display_rows(frame):
-        table.add_row(*(row[key] for key, _ in COLUMNS))
+    for label in ("model", "runtime", "delegate", "quant", "device", "threads", "runs", "valid"):
+        table.add_column(label, justify="right" if label in ("threads", "runs", "valid") else "left")
+    for _, label in SUMMARY_METRICS:
+        table.add_column(label, justify="right", no_wrap=True)
+        if label.endswith("tok/s"):
+            table.add_column("CV", justify="right")
+    for r in rows.to_dict("records"):
+        cells = [_str(r.get("model")), _str(r.get("runtime")), _delegate_label(r),
+                 _str(r.get("quant")), _device_label(r),
+                 str(int(r["threads"])) if _num(r.get("threads")) else "-",
+                 str(r.get("runs")), f"{r.get('valid_runs')}/{r.get('runs')}"]
+        for key, label in SUMMARY_METRICS:
+            cells.append(_ci(r.get(f"{key}_median"), r.get(f"{key}_ci_lo"), r.get(f"{key}_ci_hi"), 1))
+            if label.endswith("tok/s"):
+                cells.append(_pct(r.get(f"{key}_cv")))
+        table.add_row(*cells)
     return table
 
 
@@ -113,13 +216,22 @@ COMPARED = [
 ]
 
 
-def comparison(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each run against the first (the baseline): values and relative change in %."""
+def comparison(frame: pd.DataFrame, include_invalid: bool = False) -> pd.DataFrame:
+    """Each run against the first (the baseline): values and relative change in %.
+
+    Invalid runs (``valid`` false, see ``analysis.validity``) are left out, and so never the
+    baseline, unless ``include_invalid``. No runs left: an empty frame.
+    """
+    if not include_invalid:
+        frame = valid_only(frame)
+    if frame.empty:
+        return pd.DataFrame(columns=["run_id", "label", *(c for key, _, _ in COMPARED for c in (key, f"{key}_delta_pct"))])
     base = frame.iloc[0]
     rows = []
     for _, run in frame.iterrows():
-        row = {"run_id": run["run_id"], "label": f"{run.get('model')} {run.get('runtime')} {run.get('quant')} @ "
-                                                  f"{run.get('device_model') or run.get('device')}"}
+        device = _str(run.get("device_model")) if not _missing(run.get("device_model")) else _str(run.get("device"))
+        row = {"run_id": run["run_id"],
+               "label": f"{_str(run.get('model'))} {_str(run.get('runtime'))} {_str(run.get('quant'))} @ {device}"}
         for key, _, _ in COMPARED:
             value = run.get(key)
             value = value / (1 << 20) if key == "model_size" and _num(value) else value
@@ -131,8 +243,8 @@ def comparison(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def comparison_table(frame: pd.DataFrame) -> Table:
-    cmp = comparison(frame)
+def comparison_table(frame: pd.DataFrame, include_invalid: bool = False) -> Table:
+    cmp = comparison(frame, include_invalid)
     table = Table(title="comparison (first run = baseline)", header_style="bold")
     table.add_column("run")
     for _, label, _ in COMPARED:

@@ -29,6 +29,7 @@ from slmdeploy.analysis.ops import ETDUMP_FILE, LITERT_PROFILE_FILE, profile_fil
 from slmdeploy.analysis.records import TRACE_FILE
 from slmdeploy.analysis.roofline import kv_facts, trace_bandwidth
 from slmdeploy.analysis.store import DB_NAME, check_db, store_run
+from slmdeploy.analysis.validate import check_trace
 from slmdeploy.bench import harnesses
 from slmdeploy.bench.inputs import load_inputs, write_inputs
 from slmdeploy.bench.recover import recover_runs
@@ -278,7 +279,9 @@ def bench(
                 rd.write_json("device.json", info.to_dict())
                 plan = harnesses.plan(harness, getattr(dev, "transport", "local"), info, art, python=python)
                 rd.update(device_model=info.model, device_soc=info.soc, device_abi=info.abi, harness=plan.name)
-                kill_strays(dev)
+                # a harness still running here shares the device with this run: recorded, and the
+                # run is flagged invalid by the analysis (analysis/validity.py)
+                rd.update(strays_killed=kill_strays(dev))
                 model_remote, command = _deploy(dev, art, plan, progress)
                 command = [*command, *_native_extensions(how.profile, accelerator)]
                 probe = _probe_bandwidth(bandwidth_probe, art, plan, getattr(dev, "transport", "local"))
@@ -299,7 +302,8 @@ def bench(
         rd.update(status=status, finished_at=now_iso(), error=outcome.error, **_accelerated(rd))
         if store:
             store_run(rd.path, db_path)
-    summary = summarize(read_trace(rd.path / TRACE_FILE)) if (rd.path / TRACE_FILE).exists() else {}
+    # what the device sent back is checked like any trace (analysis/validate.py): no impossible number
+    summary = summarize(check_trace(rd.path / TRACE_FILE).trace) if (rd.path / TRACE_FILE).exists() else {}
     result = RunResult(run_dir=rd.path, status=status, summary=summary, meta=rd.meta)
     if not outcome.complete:
         raise HarnessError(f"run {rd.run_id} is {status}: {outcome.error}. What was measured is kept in {rd.path}.")

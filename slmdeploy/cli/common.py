@@ -48,8 +48,19 @@ class Group(click.Group):
             sys.exit(128 + signum)
 
 
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+def emit_json(data: Any, compact: bool = False) -> None:
+    """Strict JSON on stdout: a NaN or infinity anywhere becomes null (bare NaN is not JSON).
+
+    ``compact``: one line, for large outputs (Python's fast C encoder only runs without indent).
+    """
+    indent = None if compact else 2
+    try:
+        text = json.dumps(data, indent=indent, default=str, allow_nan=False)
+    except ValueError:
+        from slmdeploy.analysis.jsonsafe import clean
+
+        text = json.dumps(clean(data), indent=indent, default=str, allow_nan=False)
+    click.echo(text)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")

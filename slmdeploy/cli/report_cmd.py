@@ -6,13 +6,21 @@ import click
 
 from slmdeploy.cli.common import emit_json, json_option, stderr, stdout
 
+MAX_RUN_LINES = 50  # above this many runs, the table has a line per row (``analysis.summary``)
+
 
 @click.command("report")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--compare/--no-compare", default=None, help="Compare runs against the first [default: on for 2+ runs].")
+@click.option("--compare/--no-compare", default=None,
+              help=f"Compare runs against the first valid one [default: on for 2 to {MAX_RUN_LINES} runs].")
 @click.option("--ops", is_flag=True, help="Also show each run's op-level profile (runs benched with --profile).")
 @click.option("--phase", type=click.Choice(["prefill", "decode", "forward"]), help="--ops: one phase only.")
 @click.option("--top", default=20, show_default=True, help="--ops: rows per run.")
+@click.option("--include-invalid", is_flag=True,
+              help="Keep invalid runs (throttled, too short, unclean trace, ...) in comparisons and row statistics.")
+@click.option("--by", "by", type=click.Choice(["auto", "run", "row"]), default="auto", show_default=True,
+              help=f"A line per run, or per row (runs of the same model/target/device/workload/threads pooled); "
+                   f"auto: per row above {MAX_RUN_LINES} runs.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write one self-contained HTML page (charts inline, opens from disk) instead of tables.")
 @click.option("--perfetto", "perfetto_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -20,7 +28,8 @@ from slmdeploy.cli.common import emit_json, json_option, stderr, stdout
 @click.option("--per-run", default=6, show_default=True, help="--html: runs that get their own timeline (the slowest).")
 @json_option
 def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: str | None, top: int,
-               html_file: Path | None, perfetto_file: Path | None, per_run: int, as_json: bool) -> None:
+               include_invalid: bool, by: str, html_file: Path | None, perfetto_file: Path | None, per_run: int,
+               as_json: bool) -> None:
     """Re-render stored runs: run directories, folders of runs, or results .duckdb files.
 
     Runs whose bench was killed (still `running`) are recovered first: the harness's trace is
@@ -28,18 +37,24 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
     also get a roofline table: bytes read per decode token and the share of the device's
     measured memory bandwidth it reaches (docs/roofline.md).
 
+    Metrics show the median over measured runs with its bootstrap 95% CI, and the CV. Each run
+    gets a validity verdict (docs/statistics.md); invalid runs are listed with their reasons
+    and left out of comparisons unless --include-invalid. Above 50 runs the table has a line
+    per row (runs of the same thing pooled) instead of a line per run.
+
     \b
     Example:
       slmdeploy report runs/                          # every run in the folder
       slmdeploy report runs/results.duckdb --json
       slmdeploy report runs/2026…-fp32 runs/2026…-8da4w --compare
       slmdeploy report runs/2026…-fp32 --ops --phase decode    # after bench --profile
+      slmdeploy report study/ --by row --include-invalid
       slmdeploy report runs/ --html report.html               # charts, CIs; no network needed
       slmdeploy report runs/2026…-fp32 --perfetto run.json    # open in ui.perfetto.dev
     """
     from slmdeploy.analysis import load_runs
     from slmdeploy.analysis.roofline_table import roofline_table
-    from slmdeploy.analysis.table import comparison, comparison_table, ops_table, results_table
+    from slmdeploy.analysis.table import comparison, comparison_table, invalid_lines, ops_table, results_table
     from slmdeploy.bench.recover import recover_runs
 
     for path in (p for p in paths if p.is_dir()):  # runs whose bench was killed are settled first
@@ -49,24 +64,51 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
         _write_files(paths, html_file, perfetto_file, per_run, as_json)
         return
     frame = load_runs(paths)
-    compare = len(frame) > 1 if compare is None else compare
+    per_row = by == "row" or (by == "auto" and len(frame) > MAX_RUN_LINES)
+    compare = 1 < len(frame) <= MAX_RUN_LINES if compare is None else compare
+    if compare and len(frame) > MAX_RUN_LINES:
+        stderr.print(f"no comparison: {len(frame)} runs is too many to compare one by one; "
+                     "use `slmdeploy compare` on two result sets, or --by row.", highlight=False)
+        compare = False
     profiles = _profiles(frame, phase) if ops else {}
     if as_json:
-        out = {"runs": frame.to_dict("records")}
+        from slmdeploy.analysis.jsonsafe import records
+        from slmdeploy.analysis.summary import summarize_rows
+
+        out = {"runs": records(frame), "rows": records(summarize_rows(frame, include_invalid))}
         if compare and len(frame) > 1:
-            out["comparison"] = comparison(frame).to_dict("records")
+            out["comparison"] = records(comparison(frame, include_invalid))
         if ops:
-            out["ops"] = {run_id: df.to_dict("records") for run_id, df in profiles.items()}
-        emit_json(out)
+            out["ops"] = {run_id: records(df) for run_id, df in profiles.items()}
+        emit_json(out, compact=len(frame) > MAX_RUN_LINES)  # indented JSON of 10,000 runs takes seconds
         return
     if frame.empty:
         stdout.print("no runs found")
         return
-    stdout.print(results_table(frame))
-    if (roofline := roofline_table(frame)) is not None:
-        stdout.print(roofline)
+    if per_row:
+        from slmdeploy.analysis.summary import summarize_rows
+        from slmdeploy.analysis.table import summary_table
+
+        rows = summarize_rows(frame, include_invalid)
+        used = "all runs" if include_invalid else "valid runs only"
+        stdout.print(summary_table(rows, title=f"{len(frame)} runs in {len(rows)} rows: median [95% CI] "
+                                               f"over the pooled measured runs ({used})"))
+    else:
+        stdout.print(results_table(frame))
+        if (roofline := roofline_table(frame)) is not None:
+            stdout.print(roofline)
+    bad = invalid_lines(frame, limit=10 if per_row else 50)
+    if bad:
+        n_bad = int((~frame["valid"].astype(bool)).sum())
+        stdout.print(f"[bold]{n_bad} invalid run{'s' if n_bad > 1 else ''}[/] "
+                     f"({'kept in' if include_invalid else 'left out of'} comparisons):", highlight=False)
+        for line in bad:
+            stdout.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
     if compare and len(frame) > 1:
-        stdout.print(comparison_table(frame))
+        if len(comparison(frame, include_invalid)) > 1:
+            stdout.print(comparison_table(frame, include_invalid))
+        else:
+            stdout.print("no comparison: fewer than 2 valid runs (--include-invalid compares them all)")
     for run_id, df in profiles.items():
         stdout.print(ops_table(df, title=f"ops of {run_id}" + (f" ({phase})" if phase else ""), top=top))
 

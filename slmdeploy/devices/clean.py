@@ -20,6 +20,7 @@ from slmdeploy.devices.ssh import stale_pidfile_cleanup
 from slmdeploy.errors import DeviceError, SlmdeployError
 
 CACHED = ("blobs", "runs", "lib")  # under the workdir; all of it is recreated by the next bench
+KILLED = "slmdeploy-killed"  # the kill script's line per harness it killed
 
 
 def _kill_script(pid_files: str) -> str:
@@ -28,21 +29,26 @@ def _kill_script(pid_files: str) -> str:
     A pid file can outlive its process and the pid be reused by an unrelated one, so a pid is
     killed only while its command line still carries the run's id (``--run-id``, the run
     directory's name); then the script waits (up to 2 s) until it is gone, so what is pulled
-    next is the harness's last word.
+    next is the harness's last word. Each kill prints a ``KILLED`` line (``kill_strays`` counts them).
     """
     return (
         f"for p in {pid_files}; do [ -f \"$p\" ] || continue; pid=$(cat \"$p\"); d=\"${{p%/harness.pid}}\"; "
         f"case \"$pid\" in ''|*[!0-9]*) ;; *) if grep -qF -e \"${{d##*/}}\" /proc/$pid/cmdline 2>/dev/null; "
-        f"then kill -9 \"$pid\" 2>/dev/null; i=0; while [ $i -lt 20 ] && grep -qF -e \"${{d##*/}}\" "
+        f"then kill -9 \"$pid\" 2>/dev/null; echo \"{KILLED} $pid\"; i=0; while [ $i -lt 20 ] && grep -qF -e \"${{d##*/}}\" "
         f"/proc/$pid/cmdline 2>/dev/null; do sleep 0.1; i=$((i+1)); done; fi;; esac; rm -f \"$p\"; done"
     )
 
 
-def kill_strays(device: Device) -> None:
-    """Harnesses left running by an earlier, interrupted run on this device, and stale scratch files."""
+def kill_strays(device: Device) -> int:
+    """Harnesses left running by an earlier, interrupted run on this device, and stale scratch files.
+
+    Returns how many harnesses were killed: bench records it (run.json ``strays_killed``), since a
+    run that started while another harness ran shared the device (``analysis.validity``).
+    """
     runs = shlex.quote(f"{device.workdir}/runs")
-    device.shell(f"{_kill_script(runs + '/*/harness.pid')}; {stale_scratch_cleanup()}; {stale_pidfile_cleanup()}",
-                 timeout=30)
+    result = device.shell(f"{_kill_script(runs + '/*/harness.pid')}; {stale_scratch_cleanup()}; "
+                          f"{stale_pidfile_cleanup()}", timeout=30)
+    return sum(1 for line in (result.stdout or "").splitlines() if line.startswith(KILLED + " "))
 
 
 def kill_run(device: Device, remote_run: str) -> None:

@@ -109,7 +109,7 @@ def test_stray_harnesses_are_killed_but_reused_pids_are_not(transport, phone):
     stray = _start_fake_harness(dev, "20990101-stray-run", "--run-id=20990101-stray-run")
     innocent = _start_fake_harness(dev, "20990101-old-run", "--run-id=some-other-process")
     assert _alive(stray) and _alive(innocent)
-    kill_strays(dev)
+    assert kill_strays(dev) == 1  # bench records this count (run.json strays_killed)
     deadline = time.monotonic() + 10
     while _alive(stray) and time.monotonic() < deadline:
         time.sleep(0.05)
