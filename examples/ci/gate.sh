@@ -4,9 +4,12 @@
 #   examples/ci/gate.sh                       # baseline = this measurement itself (a smoke test: exit 0)
 #   BASELINE=baseline/study examples/ci/gate.sh   # a previous study dir, run folder or results.duckdb
 #
+#   DEVICE=adb:SERIAL examples/ci/gate.sh     # the same study on a phone (or the emulated one)
+#
 # Environment: OUT (output folder, default gate-out), STUDY (study file, default
-# examples/ci/gate-smoke.toml), BASELINE, THRESHOLD (default 5%), SLMDEPLOY (the command,
-# default `slmdeploy`; e.g. "python -m slmdeploy").
+# examples/ci/gate-smoke.toml), DEVICE (run the study there instead of its own devices),
+# BASELINE, THRESHOLD (default 5%), SLMDEPLOY (the command, default `slmdeploy`; e.g.
+# "python -m slmdeploy").
 # Exit status is compare's: 0 no regression, 1 regression, 2 usage error; a study whose
 # jobs failed stops the script first with the study's status (3).
 set -euo pipefail
@@ -19,6 +22,10 @@ read -r -a SLM <<< "${SLMDEPLOY:-slmdeploy}"
 
 rm -rf "$OUT/candidate"
 mkdir -p "$OUT"
+if [ -n "${DEVICE:-}" ]; then  # the study's own device list replaced by DEVICE
+    sed -E "s|^specs = .*|specs = [\"$DEVICE\"]|" "$STUDY" > "$OUT/study.toml"
+    STUDY=$OUT/study.toml
+fi
 "${SLM[@]}" study run "$STUDY" --dir "$OUT/candidate"
 BASELINE=${BASELINE:-$OUT/candidate}
 
