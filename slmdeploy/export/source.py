@@ -57,23 +57,43 @@ def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+# Older families name the same facts differently (GPT-2/Cerebras: n_embd/n_layer/n_head/n_inner/n_positions;
+# BLOOM: n_layer/n_head; OPT: ffn_dim); the first key present wins.
+_ALIASES = {
+    "layers": ("num_hidden_layers", "n_layer"),
+    "hidden_size": ("hidden_size", "n_embd", "n_embed"),
+    "heads": ("num_attention_heads", "n_head"),
+    "intermediate_size": ("intermediate_size", "ffn_dim", "n_inner"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions"),
+    "activation": ("hidden_act", "hidden_activation", "activation_function"),
+}
+# Families whose config class ties the LM head to the embeddings when config.json does not say.
+_TIED_BY_DEFAULT = {"opt", "bloom", "gpt2", "gemma", "gemma2", "recurrent_gemma", "minicpm3"}
+
+
+def _first(config: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    return next((config[k] for k in keys if config.get(k) is not None), None)
+
+
 def architecture_facts(config: dict[str, Any]) -> dict[str, Any]:
     """The facts that decide latency and memory, named the same for every family."""
-    heads = config.get("num_attention_heads")
-    hidden = config.get("hidden_size")
+    f = {k: _first(config, keys) for k, keys in _ALIASES.items()}
+    heads, hidden = f["heads"], f["hidden_size"]
+    if f["intermediate_size"] is None and config.get("model_type") in ("gpt2", "bloom") and hidden:
+        f["intermediate_size"] = 4 * hidden  # n_inner: null means 4 x hidden
     return {
         "architecture": (config.get("architectures") or [config.get("model_type")])[0],
         "model_type": config.get("model_type"),
-        "layers": config.get("num_hidden_layers"),
+        "layers": f["layers"],
         "hidden_size": hidden,
         "heads": heads,
-        "kv_heads": config.get("num_key_value_heads", heads),
+        "kv_heads": config.get("num_key_value_heads") or heads,
         "head_dim": config.get("head_dim") or (hidden // heads if hidden and heads else None),
-        "intermediate_size": config.get("intermediate_size"),
+        "intermediate_size": f["intermediate_size"],
         "vocab_size": config.get("vocab_size"),
-        "max_position_embeddings": config.get("max_position_embeddings"),
-        "tie_word_embeddings": config.get("tie_word_embeddings", False),
-        "activation": config.get("hidden_act") or config.get("hidden_activation"),
+        "max_position_embeddings": f["max_position_embeddings"],
+        "tie_word_embeddings": config.get("tie_word_embeddings", config.get("model_type") in _TIED_BY_DEFAULT),
+        "activation": f["activation"],
     }
 
 
