@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -144,10 +145,33 @@ class ModelSource:
         return model.eval()
 
 
+_DEPTH = re.compile(r"^(?P<name>.+)@(?P<layers>\d+)l$")
+
+
+def reduce_depth(config: dict[str, Any], layers: int) -> dict[str, Any]:
+    """The config with only its first ``layers`` layers: same widths, heads, vocabulary and layer
+    pattern (per-layer lists are cut), so a 1B-4B model exports and verifies in seconds."""
+    reduced = copy.deepcopy(config)
+    reduced["n_layer" if "n_layer" in reduced else "num_hidden_layers"] = layers
+    if isinstance(reduced.get("layer_types"), list):
+        reduced["layer_types"] = reduced["layer_types"][:layers]
+    if "max_window_layers" in reduced:
+        reduced["max_window_layers"] = min(reduced["max_window_layers"], layers)
+    return reduced
+
+
 def from_zoo(name: str) -> ModelSource:
-    entry = zoo.get(name)
-    fingerprint = hashlib.sha256(_canonical({"zoo": entry.hf_config, "seed": ZOO_SEED})).hexdigest()
-    return ModelSource(name=name, kind="zoo", fingerprint=fingerprint, config=entry.hf_config)
+    """A zoo entry; ``<entry>@<n>l`` (``tinyllama-1.1b@2l``) is the entry cut to its first n layers."""
+    match = _DEPTH.match(name)
+    entry = zoo.get(match["name"] if match else name)
+    config = entry.hf_config
+    if match:
+        full, layers = architecture_facts(config)["layers"], int(match["layers"])
+        if not 1 <= layers <= full:
+            raise UnknownModelError(f"{name}: {entry.name} has {full} layers; ask for 1 to {full} (e.g. {entry.name}@2l).")
+        config = reduce_depth(config, layers)
+    fingerprint = hashlib.sha256(_canonical({"zoo": config, "seed": ZOO_SEED})).hexdigest()
+    return ModelSource(name=name, kind="zoo", fingerprint=fingerprint, config=config)
 
 
 def from_checkpoint(path: Path) -> ModelSource:

@@ -146,3 +146,19 @@ def test_entries_are_named_like_the_zoo():
     for name in SURVEY_ENTRIES:
         assert re.fullmatch(r"[a-z0-9][a-z0-9.\-]*", name), name
         assert zoo.get(name).path.name == f"{name}.json"
+
+
+def test_models_survey_lists_only_survey_entries_with_their_rows():
+    from click.testing import CliRunner
+
+    from slmdeploy.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["models", "--survey", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.output)
+    assert sorted(m["name"] for m in listed) == SURVEY_ENTRIES
+    opt = next(m for m in listed if m["name"] == "opt-125m")
+    assert opt["survey"] == {"model": "facebook/opt-125m", "parameters": "125M"}
+    assert opt["architecture"]["hidden_size"] == 768 and opt["architecture"]["tie_word_embeddings"] is True
+    everything = json.loads(CliRunner().invoke(cli, ["models", "--json"]).output)
+    assert {"llama-tiny", "opt-125m"} <= {m["name"] for m in everything} and len(everything) > len(listed)
