@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from slmdeploy import zoo
-from slmdeploy.errors import UnknownModelError
+from slmdeploy.errors import ExportError, UnknownModelError
+from slmdeploy.export import export
 from slmdeploy.export.source import architecture_facts, from_zoo
 
 TARGET = "host-xnnpack"
@@ -23,6 +24,8 @@ def reduced(name: str) -> str:
     return f"{name}@{layers}l"
 
 
+# Families the LLM export refuses on host-xnnpack, with the words of its one-line reason (docs/zoo.md).
+REFUSED = {"bloom": "ALiBi", "recurrent_gemma": "recurrent state", "minicpm3": "latent attention"}
 SURVEY_MODELS = [reduced(n) for n in zoo.names() if zoo.get(n).survey is not None]
 
 
@@ -38,10 +41,26 @@ def test_depth_cut_keeps_the_widths_and_drops_layers():
         from_zoo("tinyllama-1.1b@40l")
 
 
+@pytest.mark.parametrize("name", ["bloom-560m", "recurrentgemma-2b", "minicpm3-4b"])
+def test_unsupported_family_is_refused_in_one_line_before_any_work(name, tmp_path):
+    model = reduced(name)
+    with pytest.raises(ExportError) as err:
+        export(model, TARGET, tmp_path / "out", max_seq_len=64, progress=False)
+    message = str(err.value)
+    assert message.startswith(f"{model} ({zoo.get(name).architecture}) cannot be exported as an LLM: ")
+    assert REFUSED[zoo.get(name).hf_config["model_type"]] in message and "\n" not in message
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", SURVEY_MODELS)
 def test_survey_entry_exports_to_host_xnnpack_and_matches_eager(model, export_once):
-    m = export_once(model, TARGET).get().manifest
+    model_type = zoo.get(model.split("@")[0]).hf_config["model_type"]
+    outcome = export_once(model, TARGET)
+    if model_type in REFUSED:
+        assert isinstance(outcome.error, ExportError) and REFUSED[model_type] in str(outcome.error)
+        return
+    m = outcome.get().manifest
     assert m.model["id"] == model
     assert m.model["architecture"]["architecture"] == zoo.get(model.split("@")[0]).architecture
     v = m.verification

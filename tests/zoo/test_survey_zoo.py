@@ -17,9 +17,7 @@ from slmdeploy import zoo
 from slmdeploy.export.source import architecture_facts
 
 REPO = Path(__file__).resolve().parents[2]
-SURVEY_FILE = REPO.parent / "shared" / "data" / "slm-survey-architectures.json"
-if not SURVEY_FILE.is_file():  # worktrees sit next to main/; the shared data sits next to them
-    SURVEY_FILE = Path("/work/shared/data/slm-survey-architectures.json")
+SURVEY_FILE = REPO.parent / "shared" / "data" / "slm-survey-architectures.json"  # ../shared, next to the checkout
 DOC = REPO / "docs" / "zoo.md"
 TOLERANCE = 0.15
 
