@@ -20,10 +20,12 @@ def export_cmd(
     model: str, target: str, out_dir: Path | None, max_seq_len: int | None, force: bool, no_verify: bool, strict: bool, as_json: bool
 ) -> None:
     """Export MODEL (a zoo name or a Hugging Face checkpoint directory) for a target.
+    NAME@<n>l is the zoo model cut to its first n layers (same widths; docs/zoo.md).
 
     \b
     Example:
       slmdeploy export smollm2-135m --target host-xnnpack-8da4w
+      slmdeploy export tinyllama-1.1b@2l
       slmdeploy export ./my-checkpoint --target android-xnnpack-8da4w --out artifacts/mine
     """
     from slmdeploy.export import export

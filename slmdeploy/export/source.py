@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -57,23 +58,43 @@ def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+# Older families name the same facts differently (GPT-2/Cerebras: n_embd/n_layer/n_head/n_inner/n_positions;
+# BLOOM: n_layer/n_head; OPT: ffn_dim); the first key present wins.
+_ALIASES = {
+    "layers": ("num_hidden_layers", "n_layer"),
+    "hidden_size": ("hidden_size", "n_embd", "n_embed"),
+    "heads": ("num_attention_heads", "n_head"),
+    "intermediate_size": ("intermediate_size", "ffn_dim", "n_inner"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions"),
+    "activation": ("hidden_act", "hidden_activation", "activation_function"),
+}
+# Families whose config class ties the LM head to the embeddings when config.json does not say.
+_TIED_BY_DEFAULT = {"opt", "bloom", "gpt2", "gemma", "gemma2", "recurrent_gemma", "minicpm3"}
+
+
+def _first(config: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    return next((config[k] for k in keys if config.get(k) is not None), None)
+
+
 def architecture_facts(config: dict[str, Any]) -> dict[str, Any]:
     """The facts that decide latency and memory, named the same for every family."""
-    heads = config.get("num_attention_heads")
-    hidden = config.get("hidden_size")
+    f = {k: _first(config, keys) for k, keys in _ALIASES.items()}
+    heads, hidden = f["heads"], f["hidden_size"]
+    if f["intermediate_size"] is None and config.get("model_type") in ("gpt2", "bloom") and hidden:
+        f["intermediate_size"] = 4 * hidden  # n_inner: null means 4 x hidden
     return {
         "architecture": (config.get("architectures") or [config.get("model_type")])[0],
         "model_type": config.get("model_type"),
-        "layers": config.get("num_hidden_layers"),
+        "layers": f["layers"],
         "hidden_size": hidden,
         "heads": heads,
-        "kv_heads": config.get("num_key_value_heads", heads),
+        "kv_heads": config.get("num_key_value_heads") or heads,
         "head_dim": config.get("head_dim") or (hidden // heads if hidden and heads else None),
-        "intermediate_size": config.get("intermediate_size"),
+        "intermediate_size": f["intermediate_size"],
         "vocab_size": config.get("vocab_size"),
-        "max_position_embeddings": config.get("max_position_embeddings"),
-        "tie_word_embeddings": config.get("tie_word_embeddings", False),
-        "activation": config.get("hidden_act") or config.get("hidden_activation"),
+        "max_position_embeddings": f["max_position_embeddings"],
+        "tie_word_embeddings": config.get("tie_word_embeddings", config.get("model_type") in _TIED_BY_DEFAULT),
+        "activation": f["activation"],
     }
 
 
@@ -124,10 +145,33 @@ class ModelSource:
         return model.eval()
 
 
+_DEPTH = re.compile(r"^(?P<name>.+)@(?P<layers>\d+)l$")
+
+
+def reduce_depth(config: dict[str, Any], layers: int) -> dict[str, Any]:
+    """The config with only its first ``layers`` layers: same widths, heads, vocabulary and layer
+    pattern (per-layer lists are cut), so a 1B-4B model exports and verifies in seconds."""
+    reduced = copy.deepcopy(config)
+    reduced["n_layer" if "n_layer" in reduced else "num_hidden_layers"] = layers
+    if isinstance(reduced.get("layer_types"), list):
+        reduced["layer_types"] = reduced["layer_types"][:layers]
+    if "max_window_layers" in reduced:
+        reduced["max_window_layers"] = min(reduced["max_window_layers"], layers)
+    return reduced
+
+
 def from_zoo(name: str) -> ModelSource:
-    entry = zoo.get(name)
-    fingerprint = hashlib.sha256(_canonical({"zoo": entry.hf_config, "seed": ZOO_SEED})).hexdigest()
-    return ModelSource(name=name, kind="zoo", fingerprint=fingerprint, config=entry.hf_config)
+    """A zoo entry; ``<entry>@<n>l`` (``tinyllama-1.1b@2l``) is the entry cut to its first n layers."""
+    match = _DEPTH.match(name)
+    entry = zoo.get(match["name"] if match else name)
+    config = entry.hf_config
+    if match:
+        full, layers = architecture_facts(config)["layers"], int(match["layers"])
+        if not 1 <= layers <= full:
+            raise UnknownModelError(f"{name}: {entry.name} has {full} layers; ask for 1 to {full} (e.g. {entry.name}@2l).")
+        config = reduce_depth(config, layers)
+    fingerprint = hashlib.sha256(_canonical({"zoo": config, "seed": ZOO_SEED})).hexdigest()
+    return ModelSource(name=name, kind="zoo", fingerprint=fingerprint, config=config)
 
 
 def from_checkpoint(path: Path) -> ModelSource:

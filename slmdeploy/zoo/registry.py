@@ -14,6 +14,14 @@ MODELS_DIR = Path(__file__).parent / "models"
 
 
 @dataclass(frozen=True)
+class SurveyRow:
+    """Links an entry to a row of the SLM survey's architecture table (docs/zoo.md)."""
+
+    model: str  # the survey's Model column (mostly a Hugging Face repo id)
+    parameters: str  # the survey's Parameters column as printed ("125M", "1.1B")
+
+
+@dataclass(frozen=True)
 class ZooEntry:
     """One zoo model: a name, a published HF config and where that config came from."""
 
@@ -22,6 +30,7 @@ class ZooEntry:
     reference: str
     hf_config: dict[str, Any]
     path: Path
+    survey: SurveyRow | None = None  # the row of the SLM survey this entry reproduces, if any
 
     @property
     def architecture(self) -> str:
@@ -39,6 +48,7 @@ def _load_all() -> dict[str, ZooEntry]:
             reference=data["reference"],
             hf_config=data["hf_config"],
             path=path,
+            survey=SurveyRow(**data["survey"]) if "survey" in data else None,
         )
     return entries
 

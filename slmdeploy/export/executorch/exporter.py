@@ -71,6 +71,31 @@ def check_seq_len(source: ModelSource, max_seq_len: int) -> None:
         raise ExportError(f"max_seq_len {max_seq_len} exceeds the model's sliding window {window}.")
 
 
+# Decoders the static-KV-cache LLM export does not cover, by model_type, and why (docs/zoo.md).
+UNSUPPORTED = {
+    "recurrent_gemma": "its RG-LRU recurrent layers keep a recurrent state, not a KV cache, and the LLM export "
+                       "holds a static KV cache per layer",
+    "minicpm3": "multi-head latent attention caches keys and values of different head sizes (96 and 64), and the "
+                "LLM export's static KV cache holds one head size",
+}
+# On XNNPACK the grouped attention passes a 4-D additive mask, which BLOOM reads as its 2-D padding mask.
+UNSUPPORTED_ON_XNNPACK = {
+    "bloom": "its ALiBi biases are built from a 2-D padding mask (build_alibi_tensor), while the XNNPACK path "
+             "passes the 4-D additive mask of its grouped attention",
+}
+
+
+def check_architecture(source: ModelSource, delegates: tuple[str, ...]) -> None:
+    """Refuse, in one line and before any work, a decoder the LLM export cannot take."""
+    model_type = source.config.get("model_type")
+    reason = UNSUPPORTED.get(model_type) or ("xnnpack" in delegates and UNSUPPORTED_ON_XNNPACK.get(model_type))
+    if reason:
+        raise ExportError(
+            f"{source.name} ({source.facts().get('architecture')}) cannot be exported as an LLM: {reason}. "
+            "See docs/zoo.md for the families each target takes."
+        )
+
+
 def _lower_and_save(exported, target: Target, out_dir: Path, stage: Stage) -> tuple[Path, dict[str, Any]]:
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
@@ -101,6 +126,7 @@ def llm_wrapper(model, delegates: tuple[str, ...], max_seq_len: int) -> torch.nn
 
 def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: Path, stage: Stage) -> ExportResult:
     check_seq_len(source, max_seq_len)
+    check_architecture(source, target.delegates)
     with stage("build model"):
         model = source.build()
         reference = StaticCacheLM(copy.deepcopy(model), max_seq_len).eval()
