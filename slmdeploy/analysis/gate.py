@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from slmdeploy.analysis.rows import DEVICE_BY, RowKey, pooled_rows, present, row_key, text
+from slmdeploy.analysis.rows import DEVICE_BY, RowKey, pooled_rows, present, text
 from slmdeploy.analysis.samples import METRICS, Metric
 from slmdeploy.analysis.stats import Change, change
 from slmdeploy.errors import SlmdeployError

@@ -13,7 +13,8 @@ from gate_runs import noisy, write_run  # noqa: E402
 
 from slmdeploy.analysis import load_runs  # noqa: E402
 from slmdeploy.analysis.gate import (INCONCLUSIVE, IMPROVEMENT, NO_DATA, REGRESSION, UNCHANGED, GateError,  # noqa: E402
-                                     check_metrics, compare, parse_threshold, row_key)
+                                     check_metrics, compare, parse_threshold)
+from slmdeploy.analysis.rows import row_key  # noqa: E402
 from slmdeploy.analysis.stats import change  # noqa: E402
 
 BASE = noisy(100, 0.01, 10, seed=1)  # decode tok/s of 10 runs, 1% noise
