@@ -82,6 +82,7 @@ def build(db: Path, n: int, tmp: Path) -> None:
                     row[f"{name}_{stat}"] *= scale
         row.update(run_id=f"20261201-{i:05d}-{model}-{quant}", started_at=f"2026-12-01T{i // 3600 % 24:02d}:"
                    f"{i // 60 % 60:02d}:{i % 60:02d}", model=model, quant=quant, device=device,
+                   target=f"android-xnnpack-{quant}",  # a target implies its quantization (rows.row_key)
                    device_model=device_model, threads=threads, samples=json.dumps(samples, separators=(",", ":")),
                    run_dir=f"/lab/study/runs/{i:05d}")
         rows.append(row)

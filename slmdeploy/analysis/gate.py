@@ -1,8 +1,9 @@
 """The CI regression gate: a candidate's runs against a baseline's, row by row, metric by metric.
 
 A *row* is one measured configuration: the same model, target, device, workload and thread
-count. Both sides may hold several runs of a row (study repeats, re-runs); their per-measured-run
-values (the ``samples`` column, see ``analysis.samples``) are pooled. A change is a
+count (``analysis.rows.row_key``, the definition ``report`` groups by too). Both sides may hold
+several runs of a row (study repeats, re-runs); their per-measured-run values (the ``samples``
+column, see ``analysis.samples``) are pooled (``rows.pooled_rows``). A change is a
 **regression** only when it goes the bad way, its magnitude exceeds the threshold, *and*
 ``stats.change`` calls it significant (bootstrap CI of the change excludes 0 and Mann–Whitney
 agrees): a noisy phone must not fail a merge request on chance, nor a real 2% drift on a 5%
@@ -19,14 +20,13 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from slmdeploy.analysis.rows import DEVICE_BY, RowKey, pooled_rows, present, text
 from slmdeploy.analysis.samples import METRICS, Metric
 from slmdeploy.analysis.stats import Change, change
 from slmdeploy.errors import SlmdeployError
 
 DEFAULT_METRICS = ("decode_tps", "prefill_tps", "ttft_ms", "peak_rss_mib")
 DEFAULT_THRESHOLD_PCT = 5.0
-# How a run was measured, not what: a baseline of 10 runs matches a candidate of 5.
-_NOT_IDENTITY = ("warmup", "runs", "telemetry_interval_ms", "threads")
 
 REGRESSION, IMPROVEMENT, INCONCLUSIVE, UNCHANGED, NO_DATA = (
     "regression", "improvement", "inconclusive", "unchanged", "no data")
@@ -62,77 +62,6 @@ def check_metrics(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, order=True)
-class RowKey:
-    """What must be equal for two runs to be compared (see docs/ci-gate.md, "Matching")."""
-
-    model: str
-    target: str
-    device: str
-    workload: str  # JSON, keys sorted, without how-it-was-measured keys (_NOT_IDENTITY)
-    threads: str
-
-    def label(self) -> str:
-        return " · ".join((self.model, self.target, self.device, _workload_label(self.workload), f"{self.threads}t"))
-
-    def as_dict(self) -> dict[str, str]:
-        return {"model": self.model, "target": self.target, "device": self.device,
-                "workload": self.workload, "threads": self.threads, "label": self.label()}
-
-
-def _workload_label(workload: str) -> str:
-    w = json.loads(workload) if workload else {}
-    if "prompt_tokens" not in w:
-        return "-" if not w else ",".join(f"{k}={v}" for k, v in w.items())
-    text = f"pp{w.get('prompt_tokens')}+tg{w.get('gen_tokens')}"
-    extra = [f"{k}={v}" for k, v in w.items()
-             if k not in ("prompt_tokens", "gen_tokens", "iterations", "seed", "inputs") or
-             (k == "seed" and v) or (k == "inputs" and v)]
-    return text + (f" ({', '.join(extra)})" if extra else "")
-
-
-def _present(value: Any) -> bool:
-    """Not None/NaN/NA/empty: a record from a database has NaN where a run lacks a field."""
-    if value is None or (isinstance(value, str) and not value):
-        return False
-    try:
-        return not bool(pd.isna(value))
-    except (TypeError, ValueError):  # a list or array: present
-        return True
-
-
-def _text(value: Any, default: str = "-") -> str:
-    if not _present(value):
-        return default
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def row_key(run: dict[str, Any], device_by: str = "spec") -> RowKey:
-    """A run record's identity. ``device_by="model"`` matches any phone of the same model
-    (a farm of identical phones); ``"spec"`` (default) the very device (serial or address) and model."""
-    target = _text(run.get("target"), "")
-    if not target:
-        target = "/".join(_text(run.get(k)) for k in ("runtime", "quant", "delegates"))
-    if _present(run.get("accelerator")):
-        target += f" @{run['accelerator']}"
-    spec, model = _text(run.get("device")), _text(run.get("device_model"), "")
-    if device_by == "model":
-        device = model or spec
-    else:
-        device = f"{spec} ({model})" if model and model != spec else spec
-    try:
-        workload = json.loads(run.get("workload") or "{}") if isinstance(run.get("workload"), str) else {}
-    except ValueError:
-        workload = {}
-    threads = run.get("threads")
-    if not _present(threads):
-        threads = workload.get("threads")
-    workload = {k: v for k, v in sorted(workload.items()) if k not in _NOT_IDENTITY}
-    return RowKey(_text(run.get("model")), target, device, json.dumps(workload, sort_keys=True), _text(threads))
-
-
 @dataclass(frozen=True)
 class Excluded:
     """A run left out of the comparison, and why (invalid, or not complete)."""
@@ -143,20 +72,19 @@ class Excluded:
 
 
 def usable_runs(frame: pd.DataFrame, side: str, include_invalid: bool = False
-                ) -> tuple[list[dict[str, Any]], list[Excluded]]:
-    """The runs a comparison may use: complete, and valid where the records say (a ``valid`` column).
-
-    Without a ``valid`` column (records made before validity was judged) every complete run counts.
+                ) -> tuple[pd.DataFrame, list[Excluded]]:
+    """The runs a comparison may use (a frame of them): complete, and valid where the records say
+    (a ``valid`` column). Without one (records made before validity was judged) every complete run counts.
     """
     used, excluded = [], []
-    for run in frame.to_dict("records"):
-        run_id = _text(run.get("run_id"))
+    for i, run in enumerate(frame.to_dict("records")):
+        run_id = text(run.get("run_id"))
         status = run.get("status")
-        if not include_invalid and _present(status) and status != "complete":
+        if not include_invalid and present(status) and status != "complete":
             excluded.append(Excluded(side, run_id, f"status {status}"))
             continue
         valid = run.get("valid")
-        if not include_invalid and _present(valid) and not bool(valid):
+        if not include_invalid and present(valid) and not bool(valid):
             reasons = run.get("invalid_reasons")
             if isinstance(reasons, str):
                 try:
@@ -165,46 +93,34 @@ def usable_runs(frame: pd.DataFrame, side: str, include_invalid: bool = False
                     pass
             if isinstance(reasons, (list, tuple)):
                 reasons = "; ".join(map(str, reasons))
-            excluded.append(Excluded(side, run_id, f"invalid: {reasons}" if _present(reasons) else "invalid"))
+            excluded.append(Excluded(side, run_id, f"invalid: {reasons}" if present(reasons) else "invalid"))
             continue
-        used.append(run)
-    return used, excluded
-
-
-def _samples(run: dict[str, Any]) -> dict[str, list[float]]:
-    raw = run.get("samples")
-    if not isinstance(raw, str) or not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise GateError(f"run {run.get('run_id')}: its samples column is not JSON; re-ingest it from its run "
-                        "directory (slmdeploy compare RUN_DIRS ...).") from None
-    return data if isinstance(data, dict) else {}
+        used.append(i)
+    return frame.iloc[used], excluded
 
 
 @dataclass
 class Row:
-    """One configuration on one side: its runs and their pooled per-run values."""
+    """One configuration (``rows.row_key``) on one side: its runs and their pooled per-run values."""
 
     key: RowKey
     run_ids: list[str] = field(default_factory=list)
     values: dict[str, list[float]] = field(default_factory=dict)
 
-    def add(self, run: dict[str, Any]) -> None:
-        self.run_ids.append(_text(run.get("run_id")))
-        for metric, values in _samples(run).items():
-            self.values.setdefault(metric, []).extend(float(v) for v in values if v is not None)
-
     def as_dict(self) -> dict[str, Any]:
         return {**self.key.as_dict(), "runs": list(self.run_ids)}
 
 
-def group_rows(runs: Sequence[dict[str, Any]], device_by: str = "spec") -> dict[RowKey, Row]:
+def group_rows(frame: pd.DataFrame, device_by: str = "spec") -> dict[RowKey, Row]:
+    """The frame's rows (``rows.pooled_rows``: the same rows ``summarize_rows`` reports) by key."""
+    ids = [text(r) for r in frame["run_id"]] if "run_id" in frame.columns else ["-"] * len(frame)
     rows: dict[RowKey, Row] = {}
-    for run in runs:
-        key = row_key(run, device_by)
-        rows.setdefault(key, Row(key)).add(run)
+    for pooled in pooled_rows(frame, device_by=device_by):
+        if pooled.unreadable:
+            raise GateError(f"run {ids[pooled.unreadable[0]]}: its samples column is not a JSON object; re-ingest "
+                            "it from its run directory (slmdeploy compare RUN_DIRS ...).")
+        rows[pooled.key] = Row(pooled.key, [ids[i] for i in pooled.members],
+                               {m: v.tolist() for m, v in pooled.values.items()})
     return rows
 
 
@@ -323,7 +239,7 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metrics: Sequence[s
     metrics = check_metrics(metrics)
     if threshold_pct < 0 or not math.isfinite(threshold_pct):
         raise GateError(f"threshold {threshold_pct}% must be a finite percentage >= 0.")
-    if device_by not in ("spec", "model"):
+    if device_by not in DEVICE_BY:
         raise GateError(f"device matching {device_by!r} is neither 'spec' nor 'model'.")
     sides: dict[str, dict[RowKey, Row]] = {}
     excluded: list[Excluded] = []
@@ -335,7 +251,7 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metrics: Sequence[s
                             "compare the run directories instead of the database.")
         used, left_out = usable_runs(frame, side, include_invalid)
         excluded += left_out
-        if not used:
+        if used.empty:
             raise GateError(f"every run of the {side} is excluded ({left_out[0].reason}, ...); "
                             "pass --include-invalid to compare them anyway.")
         sides[side] = group_rows(used, device_by)

@@ -1,10 +1,9 @@
 """Rows: runs of the same thing on the same device, summarised together.
 
-A row is every run with the same identity (``ROW_KEYS``: model, what it was exported for
-(runtime, target, quantization, delegates, accelerator), the device (model and its spec,
-which holds the serial or host), the workload and the thread count). Its statistics pool
-the per-measured-run values (``samples``) of all its valid runs: three benches of five runs
-give a median, bootstrap 95% CI and CV over fifteen values.
+A row is every run with the same identity (``rows.row_key``, the one definition the CI gate
+matches by too: model, target, device, workload without how-it-was-measured keys, threads).
+Its statistics pool the per-measured-run values (``rows.pooled_rows``) of all its valid runs:
+three benches of five runs give a median, bootstrap 95% CI and CV over fifteen values.
 
 The bootstrap distribution of the median is computed exactly (``bootstrap``), vectorised
 across rows with the same number of values: no resampling, so 10,000 runs summarise in a
@@ -14,40 +13,17 @@ fraction of a second and the same values always give the same interval.
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
+from slmdeploy.analysis.rows import KEY_COLUMNS, pooled_rows
 from slmdeploy.analysis.samples import METRICS
 from slmdeploy.analysis.stats import CONFIDENCE
 from slmdeploy.analysis.validity import REASON_SEPARATOR
 
-ROW_KEYS = ("model", "runtime", "target", "quant", "delegates", "accelerator", "device_model", "device",
-            "workload", "threads")
 MAX_REASONS = 5  # distinct reasons listed per row; the rest are counted
-
-
-def _samples(text: Any) -> dict[str, list[float]]:
-    if not isinstance(text, str) or not text:
-        return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _floats(values: Any) -> np.ndarray:
-    """A stored sample list as floats; anything that is not a number is left out."""
-    if not isinstance(values, list):
-        return np.empty(0)
-    try:
-        return np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        pass
-    return np.asarray([v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)], dtype=float)
 
 
 def _key_value(value: Any) -> Any:
@@ -194,69 +170,49 @@ def _reasons(texts: Iterable[Any]) -> str:
 
 
 def summarize_rows(frame: pd.DataFrame, include_invalid: bool = False,
-                   metrics: Iterable[str] | None = None) -> pd.DataFrame:
-    """One row per identity (``ROW_KEYS``) with per-metric statistics over the pooled per-run samples.
+                   metrics: Iterable[str] | None = None, extra_columns: Iterable[str] = ()) -> pd.DataFrame:
+    """One row per identity (``rows.row_key``) with per-metric statistics over the pooled per-run samples.
 
     ``frame`` is ``load_runs``' output (it needs ``samples``; ``valid`` and ``invalid_reasons``
     when present). Only valid runs contribute unless ``include_invalid``; a row whose runs are
     all invalid is kept with no numbers, so it is seen, not lost.
 
-    Columns: the ``ROW_KEYS`` (those ``frame`` has), ``runs`` (runs in the row), ``valid_runs``,
-    ``invalid_runs``, ``used_runs`` (runs whose samples were pooled), ``valid`` (some run was
-    pooled and, with ``include_invalid``, all pooled runs are valid), ``invalid_reasons`` (the
-    distinct reasons of the row's invalid runs, '; '-joined, with counts), ``run_ids`` (list),
-    and for each metric ``m`` (default: every one in ``samples.METRICS``) ``m_median``,
-    ``m_ci_lo``, ``m_ci_hi`` (95% percentile bootstrap), ``m_cv`` and ``m_n`` (pooled values).
-    Rows come in the order of their first run in ``frame``.
+    Columns: ``rows.KEY_COLUMNS`` (those ``frame`` has) as the row's first run has them,
+    ``runs`` (runs in the row), ``valid_runs``, ``invalid_runs``, ``used_runs`` (runs whose
+    samples were pooled), ``valid`` (some run was pooled and, with ``include_invalid``, all
+    pooled runs are valid), ``invalid_reasons`` (the distinct reasons of the row's invalid runs,
+    '; '-joined, with counts), ``run_ids`` (list), and for each metric ``m`` (default: every one
+    in ``samples.METRICS``) ``m_median``, ``m_ci_lo``, ``m_ci_hi`` (95% percentile bootstrap),
+    ``m_cv`` and ``m_n`` (pooled values). Rows come in the order of their first run in ``frame``.
+    ``extra_columns`` (those ``frame`` has) are copied from each row's first run after the identity
+    (the HTML report's model size and harness).
     """
     names = list(metrics) if metrics is not None else list(METRICS)
-    keys = [k for k in ROW_KEYS if k in frame.columns]
+    keys = [k for k in (*KEY_COLUMNS, *extra_columns) if k in frame.columns]
     stat_columns = [f"{m}_{s}" for m in names for s in ("median", "ci_lo", "ci_hi", "cv", "n")]
     base_columns = [*keys, "runs", "valid_runs", "invalid_runs", "used_runs", "valid", "invalid_reasons", "run_ids"]
     if frame.empty:
         return pd.DataFrame(columns=base_columns + stat_columns)
-    valid = (frame["valid"].fillna(False).astype(bool).to_numpy() if "valid" in frame.columns
-             else np.ones(len(frame), dtype=bool))
+    valid = (frame["valid"].fillna(False).astype(bool).tolist() if "valid" in frame.columns
+             else [True] * len(frame))
     reasons = frame["invalid_reasons"].tolist() if "invalid_reasons" in frame.columns else [""] * len(frame)
-    samples = frame["samples"].tolist() if "samples" in frame.columns else [None] * len(frame)
     run_ids = frame["run_id"].tolist() if "run_id" in frame.columns else list(range(len(frame)))
-    # group by identity: factorised columns (NaN a key of its own), in order of first appearance
-    codes = (np.column_stack([pd.factorize(frame[k], use_na_sentinel=False)[0] for k in keys])
-             if keys else np.zeros((len(frame), 1), dtype=int))
-    _, first, group_of = np.unique(codes, axis=0, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")  # groups in order of their first run
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    group_of = rank[np.asarray(group_of).ravel()]
-    members_of = np.split(np.argsort(group_of, kind="stable"), np.cumsum(np.bincount(group_of))[:-1])
-    valid_list = valid.tolist()
-    n_valid = np.bincount(group_of, weights=valid, minlength=len(members_of)).astype(int).tolist()
-
-    rows: list[dict[str, Any]] = []
-    pooled: dict[str, list[np.ndarray]] = {m: [] for m in names}
-    empty = np.empty(0)
-    for g, members in enumerate(members_of):
-        members = members.tolist()
-        used = members if include_invalid else [i for i in members if valid_list[i]]
-        values: dict[str, list[np.ndarray]] = {m: [] for m in names}
-        for i in used:
-            for m, vals in _samples(samples[i]).items():
-                if m in values:
-                    values[m].append(_floats(vals))
-        for m in names:
-            arr = (values[m][0] if len(values[m]) == 1 else np.concatenate(values[m])) if values[m] else empty
-            pooled[m].append(arr[np.isfinite(arr)])
-        bad = n_valid[g] < len(members)
-        rows.append({"runs": len(members), "valid_runs": n_valid[g], "invalid_runs": len(members) - n_valid[g],
-                     "used_runs": len(used), "valid": bool(used) and all(valid_list[i] for i in used),
-                     "invalid_reasons": _reasons(reasons[i] for i in members if not valid_list[i]) if bad else "",
-                     "run_ids": [run_ids[i] for i in members]})
-    firsts = [int(m[0]) for m in members_of]
+    pooled = pooled_rows(frame, names, use=None if include_invalid else valid)
+    out = []
+    for p in pooled:
+        n_valid = sum(valid[i] for i in p.members)
+        bad = n_valid < len(p.members)
+        out.append({"runs": len(p.members), "valid_runs": n_valid,
+                    "invalid_runs": len(p.members) - n_valid, "used_runs": len(p.used),
+                    "valid": bool(p.used) and all(valid[i] for i in p.used),
+                    "invalid_reasons": _reasons(reasons[i] for i in p.members if not valid[i]) if bad else "",
+                    "run_ids": [run_ids[i] for i in p.members]})
+    firsts = [p.members[0] for p in pooled]
     identity = {k: [_key_value(v) for v in frame[k].iloc[firsts].tolist()] for k in keys}
-    out = pd.concat([pd.DataFrame(identity), pd.DataFrame(rows)], axis=1)[base_columns]
+    table = pd.concat([pd.DataFrame(identity), pd.DataFrame(out)], axis=1)[base_columns]
     stats = {}
     for m in names:
-        est = bootstrap(pooled[m])
+        est = bootstrap([p.values[m] for p in pooled])
         for s in ("median", "ci_lo", "ci_hi", "cv", "n"):
             stats[f"{m}_{s}"] = est[s].to_numpy()
-    return pd.concat([out, pd.DataFrame(stats)], axis=1)
+    return pd.concat([table, pd.DataFrame(stats)], axis=1)

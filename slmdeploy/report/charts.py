@@ -21,6 +21,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from slmdeploy.report.data import is_number as _ok
 from slmdeploy.report.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -66,10 +67,6 @@ def _figure(width: float, height: float, *, left: float = 0.8, right: float = 0.
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
                         wspace=0.3, hspace=0.45)
     return fig
-
-
-def _ok(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _err(rows: list[dict[str, Any]], metric: str) -> tuple[list[float], list[list[float]]]:

@@ -1,79 +1,35 @@
 """What the HTML report shows, as plain tables: configuration rows, and the runs worth a chart each.
 
-``summary_rows`` is the one place rows are made; the validity work (``summarize_rows``)
-replaces it when it lands: same input (``load_runs``'s frame), one row per configuration.
+The rows are ``analysis.summary.summarize_rows``' (the one row definition, ``analysis.rows``,
+that ``report`` and the CI gate use too); ``page_rows`` only adds what the page shows besides.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING, Any
-
-from slmdeploy.analysis.stats import estimate
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# A configuration: runs that differ in none of these are repetitions of one measurement.
-IDENTITY = ["model", "quant", "runtime", "delegates", "target", "device", "device_model", "threads", "workload"]
-SUMMARY_METRICS = ["prefill_tps", "decode_tps", "ttft_ms", "decode_step_ms", "forward_ms", "peak_rss_mib"]
+PAGE_COLUMNS = ("model_size", "params", "harness")  # shown (size chart) besides the identity, from a row's first run
 
 
-def _num(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool): what a table cell or a chart can show."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _samples(value: Any) -> dict[str, list[float]]:
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str) and value:
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return {}
-        return parsed if isinstance(parsed, dict) else {}
-    return {}
+def page_rows(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """``summarize_rows`` over every run of ``frame``, valid or not (the page marks an invalid row
+    rather than hiding its numbers), with ``PAGE_COLUMNS`` and a short ``label`` per row; the
+    ``valid`` and ``invalid_reasons`` columns only when the runs carry a verdict."""
+    from slmdeploy.analysis.summary import summarize_rows
 
-
-def summary_rows(frame: "pd.DataFrame") -> "pd.DataFrame":
-    """One row per configuration (``IDENTITY``): median and bootstrap 95% CI of each metric over
-    the pooled per-run samples of its runs; ``valid``/``invalid_reasons`` when the runs carry them
-    (a row is valid when all its runs are)."""
-    import pandas as pd
-
-    if frame.empty:
-        return pd.DataFrame()
-    keys = [k for k in IDENTITY if k in frame.columns]
-    key_frame = frame[keys].astype(str)
-    out = []
-    for _, index in key_frame.groupby(keys, sort=False, dropna=False).groups.items():
-        runs = frame.loc[index]
-        first = runs.iloc[0]
-        row: dict[str, Any] = {k: first.get(k) for k in keys}
-        row["runs"] = len(runs)
-        row["run_ids"] = list(runs["run_id"]) if "run_id" in runs else []
-        for extra in ("model_size", "params", "harness"):
-            row[extra] = first.get(extra) if extra in runs else None
-        pooled: dict[str, list[float]] = {}
-        for value in runs["samples"] if "samples" in runs else []:
-            for name, values in _samples(value).items():
-                pooled.setdefault(name, []).extend(values)
-        for name in SUMMARY_METRICS:
-            row.update(estimate(pooled.get(name, [])).as_dict(name))
-        if "valid" in runs:
-            flags = [v for v in runs["valid"] if v is not None and not (isinstance(v, float) and math.isnan(v))]
-            row["valid"] = all(bool(v) for v in flags) if flags else None
-            reasons = set()
-            for value in runs.get("invalid_reasons", []):
-                if isinstance(value, str) and value:
-                    reasons.update(r.strip() for r in value.replace(";", ",").split(",") if r.strip())
-                elif isinstance(value, (list, tuple)):
-                    reasons.update(map(str, value))
-            row["invalid_reasons"] = ", ".join(sorted(reasons))
-        out.append(row)
-    rows = pd.DataFrame(out)
-    rows["label"] = row_labels(rows)
+    rows = summarize_rows(frame, include_invalid=True, extra_columns=PAGE_COLUMNS)
+    if "valid" not in frame.columns:
+        rows = rows.drop(columns=["valid", "invalid_reasons"])
+    rows["label"] = row_labels(rows) if not rows.empty else []
     return rows
 
 
@@ -97,7 +53,7 @@ def _labels(rows: "pd.DataFrame", fields: tuple[str, ...], without: tuple[str, .
         for k in shown:
             value = r.get(k)
             if k == "threads":
-                parts.append(f"{int(value)}t" if _num(value) else "threads ?")
+                parts.append(f"{int(value)}t" if is_number(value) else "threads ?")
             elif k == "workload":
                 parts.append(workload_label(value))
             else:
@@ -108,7 +64,9 @@ def _labels(rows: "pd.DataFrame", fields: tuple[str, ...], without: tuple[str, .
 
 def workload_label(value: Any) -> str:
     """``pp16+tg8`` for an LLM workload, ``forward x10`` for a generic one."""
-    w = _samples(value) if not isinstance(value, dict) else value
+    from slmdeploy.analysis.rows import json_object
+
+    w = json_object(value)
     if not w:
         return "-"
     if w.get("gen_tokens") or w.get("prompt_tokens"):

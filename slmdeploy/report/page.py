@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from slmdeploy.errors import SlmdeployError
+from slmdeploy.report.data import is_number as _ok
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,10 +57,6 @@ def _n(count: int, noun: str) -> str:
 
 def _e(value: Any) -> str:
     return html.escape(str(value))
-
-
-def _ok(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _ci_cell(r: dict[str, Any], metric: str, digits: int) -> str:
@@ -119,10 +116,10 @@ def build_page(frame: "pd.DataFrame", *, title: str, sources: Iterable[str], per
     from slmdeploy.analysis.ops import has_profile, run_ops
     from slmdeploy.harness.trace import read_trace
     from slmdeploy.report import charts
-    from slmdeploy.report.data import pick_runs, summary_rows
+    from slmdeploy.report.data import page_rows, pick_runs
     from slmdeploy.report.timeline import layout
 
-    rows = summary_rows(frame)
+    rows = page_rows(frame)
     parts = [f"<h1>{_e(title)}</h1>",
              f"<p class='meta'>{_n(len(frame), 'run')} in {_n(len(rows), 'configuration')}, from {_e(', '.join(sources))}; "
              f"generated {_e(time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))} by slmdeploy. "

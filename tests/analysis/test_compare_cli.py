@@ -54,7 +54,7 @@ def test_regression_exits_1_and_writes_junit_and_markdown(farm, tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "regression" in proc.stdout and "FAIL" in proc.stdout
     assert "only in baseline: llama-tiny · host-xnnpack-8da4w" in proc.stdout
-    assert "only in candidate: llama-tiny · host-xnnpack · local (AMD EPYC) · pp64+tg8" in proc.stdout
+    assert "only in candidate: llama-tiny · host-xnnpack · local (AMD EPYC) · pp64+tg64" in proc.stdout
 
     root = ET.parse(junit).getroot()
     assert root.tag == "testsuites"

@@ -13,7 +13,8 @@ from gate_runs import noisy, write_run  # noqa: E402
 
 from slmdeploy.analysis import load_runs  # noqa: E402
 from slmdeploy.analysis.gate import (INCONCLUSIVE, IMPROVEMENT, NO_DATA, REGRESSION, UNCHANGED, GateError,  # noqa: E402
-                                     check_metrics, compare, parse_threshold, row_key)
+                                     check_metrics, compare, parse_threshold)
+from slmdeploy.analysis.rows import row_key  # noqa: E402
 from slmdeploy.analysis.stats import change  # noqa: E402
 
 BASE = noisy(100, 0.01, 10, seed=1)  # decode tok/s of 10 runs, 1% noise
@@ -102,7 +103,7 @@ def test_runs_of_one_row_are_pooled_and_unmatched_rows_listed(tmp_path):
     assert decode.change.baseline.n == 10 and decode.change.candidate.n == 10
     assert [r.key.target for r in result.only_baseline] == ["host-xnnpack-8da4w"]
     assert [r.run_ids for r in result.only_candidate] == [["c-p64"]]
-    assert "pp64+tg8" in result.only_candidate[0].key.label()
+    assert "pp64+tg64" in result.only_candidate[0].key.label()
     assert result.exit_code() == 0 and result.exit_code(fail_unmatched=True) == 1
     data = result.as_dict()
     assert data["only_baseline"][0]["runs"] == ["b-q"] and data["matched_rows"] == 1
@@ -134,14 +135,15 @@ def test_target_falls_back_to_runtime_quant_delegates(tmp_path):
 def test_invalid_and_incomplete_runs_are_excluded_unless_asked(tmp_path):
     write_run(tmp_path / "base", "b1", BASE)
     write_run(tmp_path / "cand", "c-good", BASE)
-    write_run(tmp_path / "cand", "c-hot", [0.5 * v for v in BASE], valid=False, invalid_reasons="throttled")
+    write_run(tmp_path / "cand", "c-hot", [0.5 * v for v in BASE], strays_killed=1)  # validity says invalid
     write_run(tmp_path / "cand", "c-cut", [0.5 * v for v in BASE[:3]], status="incomplete")
     base, cand = load_runs(tmp_path / "base"), load_runs(tmp_path / "cand")
     assert "valid" in cand.columns
     result = compare(base, cand, metrics=["decode_tps"])
     assert only(result, "decode_tps").verdict == UNCHANGED and only(result, "decode_tps").change.candidate.n == 10
-    assert {(e.run_id, e.reason) for e in result.excluded} == {("c-hot", "invalid: throttled"),
-                                                              ("c-cut", "status incomplete")}
+    assert {(e.run_id, e.reason) for e in result.excluded} == {
+        ("c-hot", "invalid: 1 stray harness running on the device at the start (killed)"),
+        ("c-cut", "status incomplete")}
     kept = compare(base, cand, metrics=["decode_tps"], include_invalid=True)
     assert only(kept, "decode_tps").change.candidate.n == 23 and not kept.excluded
     assert only(kept, "decode_tps").verdict == REGRESSION
@@ -153,8 +155,7 @@ def test_works_without_a_valid_column_and_from_a_results_database(tmp_path):
     base_dir = write_run(tmp_path / "base", "b1", BASE)
     cand_dir = write_run(tmp_path / "cand", "c1", [0.9 * v for v in BASE])
     store_runs([base_dir], tmp_path / "base.duckdb")
-    base = load_runs(tmp_path / "base.duckdb")
-    assert "valid" not in base.columns
+    base = load_runs(tmp_path / "base.duckdb").drop(columns=["valid", "invalid_reasons"])  # records made before validity
     result = compare(base, load_runs(cand_dir), metrics=["decode_tps"])
     assert only(result, "decode_tps").verdict == REGRESSION
     assert only(result, "decode_tps").change.change_pct == pytest.approx(-10)

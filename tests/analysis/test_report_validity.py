@@ -88,7 +88,8 @@ def test_no_valid_pair_means_no_comparison(tmp_path):
 def test_many_runs_are_summarised_by_row(tmp_path):
     for i in range(60):
         write_run(tmp_path, f"r{i:02d}", started_at=f"2026-12-01T10:{i:02d}:00",
-                  meta={"quant": "fp32" if i % 2 else "8da4w"}, step_ns=30_000_000 + 1000 * i)
+                  meta={"quant": "fp32", "target": "host-xnnpack"} if i % 2 else  # a target implies its quant
+                  {"quant": "8da4w", "target": "host-xnnpack-8da4w"}, step_ns=30_000_000 + 1000 * i)
     code, out, err = _report(tmp_path)
     assert code == 0
     assert "60 runs in 2 rows" in out and "comparison" not in out

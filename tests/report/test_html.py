@@ -3,16 +3,17 @@
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from slmdeploy.analysis import load_runs
-from slmdeploy.analysis.stats import estimate
+from slmdeploy.analysis.summary import bootstrap
 from slmdeploy.cli.main import cli
 from slmdeploy.errors import SlmdeployError
 from slmdeploy.report import html_report
-from slmdeploy.report.data import summary_rows
+from slmdeploy.report.data import page_rows, row_labels
 
 from .browser import open_report
 
@@ -25,16 +26,18 @@ def page(synthetic_runs, tmp_path_factory):
 
 def test_rows_pool_the_per_run_samples_of_a_configuration(synthetic_runs):
     frame = load_runs(synthetic_runs)
-    rows = summary_rows(frame)
+    rows = page_rows(frame)
     assert len(frame) == 60 and len(rows) == 48 and rows["runs"].sum() == 60
     twice = rows[rows["runs"] == 2].iloc[0]
     runs = frame[frame["run_id"].isin(twice["run_ids"])]
     pooled = [v for s in runs["samples"] for v in json.loads(s)["decode_tps"]]
     assert len(pooled) == 6  # 2 runs x 3 measured repetitions
-    want = estimate(pooled)
-    assert (twice["decode_tps_median"], twice["decode_tps_ci_lo"], twice["decode_tps_ci_hi"]) == (
-        want.median, want.lo, want.hi)
-    assert "valid" not in rows  # shown only when the runs carry a verdict
+    want = bootstrap([np.array(pooled)]).iloc[0]  # the rows are summarize_rows': exact bootstrap of the median
+    assert (twice["decode_tps_median"], twice["decode_tps_ci_lo"], twice["decode_tps_ci_hi"]) == pytest.approx(
+        (want["median"], want.ci_lo, want.ci_hi))
+    assert twice["used_runs"] == 2 and twice["model_size"] == runs["model_size"].iloc[0]  # invalid runs are shown too
+    assert list(rows["label"]) == row_labels(rows) and rows["label"].nunique() == 48
+    assert "valid" not in page_rows(frame.drop(columns=["valid", "invalid_reasons"]))  # only with a verdict
 
 
 def test_page_holds_the_summary_charts_and_says_which_runs_it_charted(page):
