@@ -55,7 +55,7 @@ def remember(spec: str, event: dict[str, Any], harness: str | None = None, run_i
 
 def last(spec: str | None) -> dict[str, Any] | None:
     """The device's last measurement (the ``bandwidth`` object above), None if never measured or unreadable."""
-    if not spec:
+    if not isinstance(spec, str) or not spec.strip():  # run.json is untrusted: a spec of another type is none
         return None
     try:
         data = json.loads(device_file(spec).read_text())

@@ -62,7 +62,7 @@ def test_a_separate_real_bench_matches_the_studys_row(gate_out, phone, tmp_path)
     out, proc = gate_out
     assert proc.returncode == 0, proc.stderr[-3000:]
     [artifact] = [p for p in (out / "candidate" / "artifacts").iterdir() if p.is_dir()]
-    bench(artifact, phone, workload=Workload(prompt_tokens=16, gen_tokens=32, warmup=1, runs=8,
+    bench(artifact, phone, workload=Workload(prompt_tokens=16, gen_tokens=96, warmup=1, runs=12,
                                                telemetry_interval_ms=200),
           runs_dir=tmp_path / "runs", progress=False)
     cmp = subprocess.run([sys.executable, "-m", "slmdeploy", "compare", out / "candidate", tmp_path / "runs",
@@ -71,7 +71,7 @@ def test_a_separate_real_bench_matches_the_studys_row(gate_out, phone, tmp_path)
     data = json.loads(cmp.stdout)
     assert data["matched_rows"] == 1 and not data["only_baseline"] and not data["only_candidate"]
     decode = [r for r in data["results"] if r["metric"] == "decode_tps"][0]
-    assert decode["baseline"]["n"] == decode["candidate"]["n"] == 8
+    assert decode["baseline"]["n"] == decode["candidate"]["n"] == 12
     assert decode["verdict"] != "no data" and decode["change_pct"] is not None
 
 
