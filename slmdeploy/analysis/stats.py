@@ -6,7 +6,9 @@ from a background task skews a mean, so rows report the median with a percentile
 when the bootstrap CI of the relative change of medians excludes zero *and* a Mann–Whitney U
 test on the per-run values agrees; with too few runs neither can, and the verdict says so.
 
-Bootstrap resamples are drawn from a fixed seed, so the same values give the same interval.
+A median's interval is the exact bootstrap one (``median_ci``: no resampling, deterministic);
+the relative change of two medians is resampled from a fixed seed, so the same values give the
+same verdict.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-CONFIDENCE = 0.95
+from slmdeploy.analysis.median_ci import CONFIDENCE, median_intervals
+
 RESAMPLES = 2000
 SEED = 0
 
@@ -48,26 +51,22 @@ def _resampled_medians(arr: np.ndarray, resamples: int, rng: np.random.Generator
     return np.median(arr[idx], axis=1)
 
 
-def estimate(values: Sequence[float] | np.ndarray, *, confidence: float = CONFIDENCE,
-             resamples: int = RESAMPLES, seed: int = SEED) -> Estimate:
-    """Median, percentile-bootstrap CI and CV of the finite ``values``; None where undefined.
+def estimate(values: Sequence[float] | np.ndarray, *, confidence: float = CONFIDENCE) -> Estimate:
+    """Median, exact percentile-bootstrap CI and CV of the finite ``values``; None where undefined.
 
     One value has no interval (``lo``/``hi`` None): an interval of width zero would claim a
     certainty that one run cannot give.
     """
     arr = finite(values)
-    n = len(arr)
-    if n == 0:
+    if len(arr) == 0:
         return Estimate(None, None, None, None, 0)
-    median = float(np.median(arr))
-    mean = float(arr.mean())
-    cv = float(arr.std(ddof=1) / mean) if n > 1 and mean else None
-    if n == 1:
-        return Estimate(median, None, None, cv, 1)
-    medians = _resampled_medians(arr, resamples, np.random.default_rng(seed))
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(medians, [alpha, 1 - alpha])
-    return Estimate(median, float(lo), float(hi), cv, n)
+    found = median_intervals([arr], confidence=confidence)
+
+    def number(name: str) -> float | None:
+        value = float(found[name][0])
+        return value if math.isfinite(value) else None
+
+    return Estimate(number("median"), number("ci_lo"), number("ci_hi"), number("cv"), len(arr))
 
 
 @dataclass(frozen=True)
@@ -92,8 +91,8 @@ def change(baseline: Sequence[float] | np.ndarray, candidate: Sequence[float] | 
            confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = SEED) -> Change:
     """How ``candidate`` differs from ``baseline`` (per-run values of one metric)."""
     base, cand = finite(baseline), finite(candidate)
-    b_est = estimate(base, confidence=confidence, resamples=resamples, seed=seed)
-    c_est = estimate(cand, confidence=confidence, resamples=resamples, seed=seed + 1)
+    b_est = estimate(base, confidence=confidence)
+    c_est = estimate(cand, confidence=confidence)
     if not b_est.median or c_est.median is None:
         return Change(b_est, c_est, None, None, None, None)
     pct = (c_est.median / b_est.median - 1) * 100
