@@ -78,3 +78,21 @@ def test_missing_kv_facts_are_named_not_guessed(tmp_path):
 def test_attention_types():
     assert [attention_type(8, 8), attention_type(8, 2), attention_type(8, 1), attention_type(None, 2)] == \
         ["MHA", "GQA", "MQA", None]
+
+
+def test_memory_columns_keep_their_types_in_duckdb(tmp_path):
+    """A first run without KV facts must not make the integer columns text in the results database."""
+    import duckdb
+
+    from slmdeploy.analysis.store import store_runs
+
+    first = _run(tmp_path / "runs", "a-first", manifest=False)
+    second = _run(tmp_path / "runs", "b-second")
+    db = tmp_path / "results.duckdb"
+    store_runs([first, second], db)
+    with duckdb.connect(str(db)) as con:
+        rows = con.execute("select run_id, mem_kv_positions, arch_kv_heads, mem_kv_mib from runs order by run_id").fetchall()
+        types = dict(con.execute("select column_name, data_type from information_schema.columns "
+                                 "where table_name = 'runs'").fetchall())
+    assert rows == [("a-first", None, None, None), ("b-second", 256, 2, 0.5)]
+    assert types["mem_kv_positions"] == "BIGINT" and types["mem_kv_mib"] == "DOUBLE"
