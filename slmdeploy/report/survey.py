@@ -170,21 +170,35 @@ def memory_chart(table: "pd.DataFrame") -> str | None:
     recs = [r for r in table.to_dict("records") if _ok(r.get("peak_mib"))]
     if not recs:
         return None
-    fig = _figure(max(5.0, 0.5 * len(recs) + 2), 3.6, bottom=1.3)
+    fig = _figure(max(5.0, 0.5 * len(recs) + 2) + 2.2, 3.6, bottom=1.3, right=2.4)
     ax = fig.subplots()
     xs = range(len(recs))
     bottom = [0.0] * len(recs)
+
+    def part(r: dict[str, Any], column: str) -> float:
+        split = _ok(r.get("work_mib")) and _ok(r.get("before_load_mib"))
+        if column == "other_mib":  # shown only where it cannot be split into work + before load
+            return 0.0 if split or not _ok(r.get("other_mib")) else r["other_mib"]
+        if column in ("work_mib", "before_load_mib"):
+            return r[column] if split else 0.0
+        return r[column] if _ok(r.get(column)) else 0.0
+
     for column, label, color in (("weights_mib", "weights", "#1f77b4"), ("kv_mib", "KV cache", "#ff7f0e"),
-                                 ("other_mib", "other (activations, buffers, runtime)", "#7f7f7f")):
-        values = [r[column] if _ok(r.get(column)) else 0.0 for r in recs]
+                                 ("work_mib", "activations, buffers (work)", "#2ca02c"),
+                                 ("before_load_mib", "process before load", "#c7c7c7"),
+                                 ("other_mib", "other (not split)", "#7f7f7f")):
+        values = [part(r, column) for r in recs]
+        if not any(values):
+            continue
         _mark(ax.bar(xs, values, bottom=bottom, color=color, label=label, width=0.7))
         bottom = [b + v for b, v in zip(bottom, values)]
     _mark(ax.plot(list(xs), [r["peak_mib"] for r in recs], "k_", ms=14, label="peak RSS"))
-    vocab = [f"{int(r['vocab_size']) // 1000}k" if _ok(r.get("vocab_size")) else "?" for r in recs]
+    vocab = [(f"{r['vocab_size'] / 1000:.3g}k" if r["vocab_size"] >= 1000 else str(int(r["vocab_size"])))
+             if _ok(r.get("vocab_size")) else "?" for r in recs]
     ax.set_xticks(list(xs), [f"{r['model']} {r['quant']}\nvocab {v}" for r, v in zip(recs, vocab)], rotation=60,
                   ha="right", fontsize=7)
     ax.set_ylabel("MiB")
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _svg(fig)
 
 
@@ -234,8 +248,9 @@ def kv_chart(table: "pd.DataFrame") -> str | None:
 CAPTIONS = {
     "survey-latency": "Decode latency per token (left) and time to first token (right) against the parameter "
                       "count, a line per quantization: medians over each configuration's runs.",
-    "survey-memory": "Peak RSS split into weights (model bytes), KV cache (whole static cache of max_seq_len) and "
-                     "the rest (activations, compute buffers, runtime): configurations ordered by vocabulary size.",
+    "survey-memory": "Peak RSS (black mark) split into weights (model bytes), KV cache (whole static cache of "
+                     "max_seq_len), what running the model added (activations, compute buffers) and what the process "
+                     "held before load (interpreter, runtime); configurations ordered by vocabulary size.",
     "survey-tokens": f"Decode step latency at each of the first {FIRST_TOKENS} token indices (median over measured "
                      "runs): a cache that is read up to the position grows the step with the index.",
     "survey-kv": "KV cache size per model by attention type: MHA keeps keys/values for every head, GQA for "
