@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from slmdeploy.analysis.roofline import KVFacts, weight_bytes
+from slmdeploy.analysis.roofline import KVFacts, _with_runtime_kv_type, weight_bytes
 from slmdeploy.harness.trace import Trace
 
 MIB = 1 << 20
@@ -47,7 +47,12 @@ def _int(value: Any) -> int | None:
 
 
 def cache_positions(trace: Trace, manifest: dict[str, Any]) -> tuple[int | None, str]:
-    """(positions the cache holds, how that is known): the static cache's max_seq_len, else the positions used."""
+    """(positions the cache holds, how that is known): llama.cpp's context size where the trace states it,
+    else the static cache's max_seq_len, else the positions used."""
+    for event in trace.of("load"):
+        ctx = event.get("llamacpp")
+        if isinstance(ctx, dict) and _int(ctx.get("n_ctx")):
+            return ctx["n_ctx"], f"kv: llama.cpp context n_ctx {ctx['n_ctx']} (trace)"
     llm = manifest.get("llm") if isinstance(manifest.get("llm"), dict) else {}
     size = _int(llm.get("max_seq_len"))
     if size:
@@ -80,7 +85,7 @@ def memory_split(trace: Trace, meta: dict[str, Any], kv: KVFacts, manifest: dict
                      else "weights: model file")
     else:
         notes.append("weights: unknown (no model size)")
-    per_position = kv.bytes_per_position()
+    per_position = _with_runtime_kv_type(trace, kv).bytes_per_position()  # llama.cpp: the cache type it made
     positions, how = cache_positions(trace, manifest)
     if per_position is not None and positions is not None:
         row["mem_kv_mib"], row["mem_kv_positions"] = per_position * positions / MIB, positions

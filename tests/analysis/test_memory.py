@@ -96,3 +96,18 @@ def test_memory_columns_keep_their_types_in_duckdb(tmp_path):
                                  "where table_name = 'runs'").fetchall())
     assert rows == [("a-first", None, None, None), ("b-second", 256, 2, 0.5)]
     assert types["mem_kv_positions"] == "BIGINT" and types["mem_kv_mib"] == "DOUBLE"
+
+
+def test_llama_cpp_trace_facts_win(tmp_path):
+    """The native llama.cpp harness states its context size, cache type and weight bytes: those are the run's truth."""
+    events = trace_events(runs=2, warmup=0, prompt=16, gen=8)
+    load = next(e for e in events if e["type"] == "load")
+    load["llamacpp"] = {"n_ctx": 128, "type_k": "f32", "type_v": "f32", "model_bytes": 4 * MIB}
+    run_dir = write_run(tmp_path, "gguf", events, meta={"model_size": 5 * MIB})
+    (run_dir / "manifest.json").write_text(json.dumps({"model": {"architecture": ARCH}, "llm": {
+        **LLM, "kv_cache": "runtime", "convention": "llama.cpp/gguf", "cache_dtype": "float16"}}))
+    row = record(run_dir)
+    assert row["mem_weights_mib"] == pytest.approx(4.0)
+    # 2 x 4 x 2 x 32 x 4 B (f32, as the context was made) x 128 positions = 262144 B
+    assert row["mem_kv_mib"] == pytest.approx(0.25) and row["mem_kv_positions"] == 128
+    assert "llama.cpp context n_ctx 128 (trace)" in row["mem_basis"] and "llama.cpp count" in row["mem_basis"]
