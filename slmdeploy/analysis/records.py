@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from slmdeploy.analysis.architecture import architecture_columns
+from slmdeploy.analysis.memory import COLUMNS as MEMORY_COLUMNS, memory_split, read_manifest
 from slmdeploy.analysis.metrics import summarize
 from slmdeploy.analysis.roofline import COLUMNS as ROOFLINE_COLUMNS, roofline, run_kv_facts
 from slmdeploy.analysis.samples import run_samples
@@ -87,6 +89,11 @@ def record(run_dir: Path) -> dict[str, Any]:
     # bytes per decode token and the share of the measured memory bandwidth it reaches (docs/roofline.md)
     row.update(roofline(trace, meta, run_kv_facts(run_dir, meta), metrics.get("decode_tps"))
                if trace is not None else dict.fromkeys(ROOFLINE_COLUMNS))
+    # peak memory split into weights, KV cache and the rest; the architecture facts figures group by
+    manifest = read_manifest(run_dir)
+    row.update(memory_split(trace, meta, run_kv_facts(run_dir, meta), manifest)
+               if trace is not None else dict.fromkeys(MEMORY_COLUMNS))
+    row.update(architecture_columns(manifest))
     for name, values in samples.items():  # median, bootstrap CI and CV over the measured runs
         row.update(estimate(values).as_dict(name))
     row["samples"] = json.dumps(samples, separators=(",", ":"))

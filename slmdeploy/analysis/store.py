@@ -32,7 +32,8 @@ def _write_lock(db: Path) -> Iterator[None]:
 BOOLEAN_COLUMNS = {"complete", "warmup", "thermal_throttled", "valid"}
 DOUBLE_SUFFIXES = ("_tps", "_sd", "_ms", "_mib", "_c", "_ratio", "_s", "_median", "_ci_lo", "_ci_hi", "_cv",
                    "_gbps", "_fraction", "_bytes", "_per_token")
-BIGINT_COLUMNS = {"bandwidth_threads"}
+BIGINT_COLUMNS = {"bandwidth_threads", "mem_kv_positions", "arch_vocab_size", "arch_layers", "arch_heads",
+                  "arch_kv_heads"}
 
 
 def _sql_type(name: str, dtype) -> str:

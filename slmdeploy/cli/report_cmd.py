@@ -25,11 +25,14 @@ MAX_RUN_LINES = 50  # above this many runs, the table has a line per row (``anal
               help="Write one self-contained HTML page (charts inline, opens from disk) instead of tables.")
 @click.option("--perfetto", "perfetto_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write one run's trace as Chrome trace-event JSON for ui.perfetto.dev (PATHS: one run directory).")
+@click.option("--survey", is_flag=True,
+              help="The SLM survey's figures (latency vs parameters, memory split vs vocabulary, step time per "
+                   "token index, KV cache by attention type); tables in text, charts with --html (docs/survey.md).")
 @click.option("--per-run", default=6, show_default=True, help="--html: runs that get their own timeline (the slowest).")
 @json_option
 def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: str | None, top: int,
                include_invalid: bool, by: str, html_file: Path | None, perfetto_file: Path | None, per_run: int,
-               as_json: bool) -> None:
+               survey: bool, as_json: bool) -> None:
     """Re-render stored runs: run directories, folders of runs, or results .duckdb files.
 
     Runs whose bench was killed (still `running`) are recovered first: the harness's trace is
@@ -51,8 +54,10 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
       slmdeploy report study/ --by row --include-invalid
       slmdeploy report runs/ --html report.html               # charts, CIs; no network needed
       slmdeploy report runs/2026…-fp32 --perfetto run.json    # open in ui.perfetto.dev
+      slmdeploy report studies/survey --survey --html survey.html
     """
     from slmdeploy.analysis import load_runs
+    from slmdeploy.analysis.memory_table import memory_table
     from slmdeploy.analysis.roofline_table import roofline_table
     from slmdeploy.analysis.table import comparison, comparison_table, invalid_lines, ops_table, results_table
     from slmdeploy.bench.recover import recover_runs
@@ -61,7 +66,7 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
         for r in recover_runs(path, by="report", progress=not as_json):
             stderr.print(r.describe(), highlight=False, soft_wrap=True)
     if html_file or perfetto_file:
-        _write_files(paths, html_file, perfetto_file, per_run, as_json)
+        _write_files(paths, html_file, perfetto_file, per_run, as_json, survey)
         return
     frame = load_runs(paths)
     per_row = by == "row" or (by == "auto" and len(frame) > MAX_RUN_LINES)
@@ -80,6 +85,10 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
             out["comparison"] = records(comparison(frame, include_invalid))
         if ops:
             out["ops"] = {run_id: records(df) for run_id, df in profiles.items()}
+        if survey:
+            from slmdeploy.report.survey import survey_tables
+
+            out["survey"] = {name: records(df) for name, df in survey_tables(frame).items()}
         emit_json(out, compact=len(frame) > MAX_RUN_LINES)  # indented JSON of 10,000 runs takes seconds
         return
     if frame.empty:
@@ -97,6 +106,13 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
         stdout.print(results_table(frame))
         if (roofline := roofline_table(frame)) is not None:
             stdout.print(roofline)
+        if (memory := memory_table(frame)) is not None:
+            stdout.print(memory)
+    if survey:
+        from slmdeploy.report.survey import rich_tables, survey_tables
+
+        for table in rich_tables(survey_tables(frame)):
+            stdout.print(table)
     bad = invalid_lines(frame, limit=10 if per_row else 50)
     if bad:
         n_bad = int((~frame["valid"].astype(bool)).sum())
@@ -126,7 +142,7 @@ def _profiles(frame, phase: str | None) -> dict:
 
 
 def _write_files(paths: tuple[Path, ...], html_file: Path | None, perfetto_file: Path | None, per_run: int,
-                 as_json: bool) -> None:
+                 as_json: bool, survey: bool = False) -> None:
     """--html / --perfetto: write the files, one line each (or one JSON object)."""
     from slmdeploy.errors import SlmdeployError
 
@@ -148,7 +164,7 @@ def _write_files(paths: tuple[Path, ...], html_file: Path | None, perfetto_file:
     if html_file:
         from slmdeploy.report.page import as_dict, html_report
 
-        report = html_report(list(paths), html_file, per_run=per_run)
+        report = html_report(list(paths), html_file, per_run=per_run, survey=survey)
         out["html"] = as_dict(report)
         if not as_json:
             stderr.print(f"wrote {report.path}: {report.runs} run(s) in {report.rows} configuration(s), "

@@ -31,20 +31,24 @@ def _duration(seconds: float) -> str:
 @study_cmd.command("plan")
 @click.argument("study_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--jobs", "show_jobs", is_flag=True, help="List every job, not only the totals.")
+@click.option("--device", "devices", multiple=True, metavar="SPEC",
+              help="Run on these devices instead of the study file's [devices] (repeatable; e.g. local, adb:SERIAL).")
 @json_option
-def plan_cmd(study_file: Path, show_jobs: bool, as_json: bool) -> None:
+def plan_cmd(study_file: Path, show_jobs: bool, devices: tuple[str, ...], as_json: bool) -> None:
     """Print the exports and run jobs a study expands to, and how long it should take; runs nothing.
 
     \b
     Example:
       slmdeploy study plan lab.toml
       slmdeploy study plan lab.toml --jobs --json | jq '.jobs | length'
+      slmdeploy study plan examples/studies/survey.toml --device adb:R58N12ABCDE
     """
     from rich.table import Table
 
-    from slmdeploy.study import build_plan, load_study
+    from slmdeploy.study import build_plan
+    from slmdeploy.study.devices_override import load_study_on
 
-    plan = build_plan(load_study(study_file))
+    plan = build_plan(load_study_on(study_file, list(devices)))
     summary = plan.summary()
     if as_json:
         emit_json({**summary, "exports": [{"model": e.model, "target": e.target} for e in plan.exports],
@@ -84,9 +88,11 @@ def plan_cmd(study_file: Path, show_jobs: bool, as_json: bool) -> None:
 @click.option("--resume", is_flag=True, help="Complete the study in --dir: run exactly the jobs it is missing.")
 @click.option("--require-all", is_flag=True, default=None,
               help="Refuse to start when any device is offline [default: run on the others].")
+@click.option("--device", "devices", multiple=True, metavar="SPEC",
+              help="Run on these devices instead of the study file's [devices] (repeatable; e.g. local, adb:SERIAL).")
 @json_option
 def run_cmd(study_file: Path | None, study_dir: Path | None, resume: bool, require_all: bool | None,
-            as_json: bool) -> None:
+            devices: tuple[str, ...], as_json: bool) -> None:
     """Run a study: export each (model, target) once, then every device through its jobs in parallel.
 
     Exit status: 0 when every job completed, 3 when some failed or did not run (what was
@@ -97,6 +103,7 @@ def run_cmd(study_file: Path | None, study_dir: Path | None, resume: bool, requi
       slmdeploy study run lab.toml --dir studies/lab
       slmdeploy study run --resume --dir studies/lab        # after a crash, Ctrl-C or kill -9
       slmdeploy study run ci.toml --dir out --json | tee events.jsonl
+      slmdeploy study run examples/studies/survey.toml --device adb:R58N12ABCDE
     """
     from slmdeploy.study import run_study
     from slmdeploy.study.events import JsonLines
@@ -109,7 +116,7 @@ def run_cmd(study_file: Path | None, study_dir: Path | None, resume: bool, requi
     sink = JsonLines() if as_json else _LazyLive(title)
     try:
         result = run_study(study_file, study_dir, resume=resume, require_all=require_all, sink=sink,
-                           progress=not as_json)
+                           progress=not as_json, devices=list(devices))
     finally:
         sink.close()
     if not as_json:

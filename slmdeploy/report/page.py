@@ -111,7 +111,7 @@ def _run_title(r: dict[str, Any]) -> str:
 
 
 def build_page(frame: "pd.DataFrame", *, title: str, sources: Iterable[str], per_run: int = PER_RUN,
-               ops_runs: int = OPS_RUNS) -> tuple[str, list[str], str | None, int]:
+               ops_runs: int = OPS_RUNS, survey: bool = False) -> tuple[str, list[str], str | None, int]:
     """(the HTML text, chart ids, the per-run note, rows) for the runs in ``frame``."""
     from slmdeploy.analysis.ops import has_profile, run_ops
     from slmdeploy.harness.trace import read_trace
@@ -133,6 +133,12 @@ def build_page(frame: "pd.DataFrame", *, title: str, sources: Iterable[str], per
             ids.append(chart_id)
             parts.append(_figure(chart_id, svg, caption))
 
+    if survey:  # the SLM survey's figures first: the reason this page was asked for (report/survey.py)
+        from slmdeploy.report.survey import survey_figures, survey_tables
+
+        parts.append("<h2>SLM survey figures</h2>")
+        for chart_id, svg, caption in survey_figures(survey_tables(frame)):
+            add(chart_id, svg, caption)
     parts.append("<h2>Across devices and quantizations</h2>")
     add("metrics", charts.metric_bars(rows, [("prefill_tps", "prefill tok/s"), ("decode_tps", "decode tok/s"),
                                              ("ttft_ms", "TTFT (ms)"), ("forward_ms", "forward (ms)")]),
@@ -184,7 +190,7 @@ def build_page(frame: "pd.DataFrame", *, title: str, sources: Iterable[str], per
 
 
 def html_report(paths: str | Path | Iterable[str | Path], out: str | Path, *, title: str = "slmdeploy report",
-                per_run: int = PER_RUN, frame: "pd.DataFrame | None" = None) -> HtmlReport:
+                per_run: int = PER_RUN, frame: "pd.DataFrame | None" = None, survey: bool = False) -> HtmlReport:
     """Write the runs under ``paths`` (what ``load_runs`` accepts) as one HTML file at ``out``."""
     from slmdeploy.analysis import load_runs
 
@@ -193,7 +199,7 @@ def html_report(paths: str | Path | Iterable[str | Path], out: str | Path, *, ti
     frame = load_runs(paths) if frame is None else frame
     if frame.empty:
         raise SlmdeployError(f"no runs found in {', '.join(sources)}: nothing to report.")
-    text, ids, note, rows = build_page(frame, title=title, sources=sources, per_run=per_run)
+    text, ids, note, rows = build_page(frame, title=title, sources=sources, per_run=per_run, survey=survey)
     out = Path(out)
     try:
         out.write_text(text, encoding="utf-8")

@@ -75,8 +75,9 @@ class StudyDir:
     # -- starting and resuming -------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path, study_file: Path) -> "StudyDir":
-        """A new study directory for ``study_file``; refuses one that already holds a study."""
+    def create(cls, path: Path, study_file: Path, devices: list[str] | None = None) -> "StudyDir":
+        """A new study directory for ``study_file`` (on ``devices`` instead of its own, if given);
+        refuses one that already holds a study."""
         path = Path(path)
         if is_study_dir(path):
             raise StudyError(f"{path} already holds a study; add --resume to complete it, or pick another --dir.")
@@ -84,8 +85,12 @@ class StudyDir:
             raise StudyError(f"{path} exists and is not empty; pick a new --dir for the study.")
         from slmdeploy.study.plan import check_sources
 
-        check_sources(load_study(study_file))  # checked before anything is written
+        from slmdeploy.study.devices_override import load_study_on, with_devices
+
+        check_sources(load_study_on(Path(study_file), devices or []))  # checked before anything is written
         text = Path(study_file).read_text()
+        if devices:
+            text = with_devices(text, devices)
         staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:  # built aside and renamed into place: a runner killed here leaves no half study
             shutil.rmtree(staging, ignore_errors=True)

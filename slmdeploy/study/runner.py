@@ -366,15 +366,19 @@ def run_study(
     sink: Sink | None = None,
     progress: bool = True,
     backend: Backend | None = None,
+    devices: list[str] | None = None,
 ) -> StudyResult:
     """Run (or with ``resume``, complete) a study into ``study_dir``; see the module docstring.
 
     ``study_dir`` defaults to ``studies/<name>``. A resumed study reads the study file it
     was started with from its directory (``study_file``, if given, must be that file).
-    ``backend`` defaults to the study's ``[execution] backend``.
+    ``backend`` defaults to the study's ``[execution] backend``. ``devices`` (device specs)
+    replace the study file's ``[devices]`` in a new study (a resumed one keeps its own).
     """
     if study_file is None and not resume:
         raise StudyError("a study file is needed to start a study (resume takes the one in --dir).")
+    if resume and devices:
+        raise StudyError("--device is for a new study; a resumed study runs on the devices it started with.")
     if study_dir is None:
         if study_file is None:
             raise StudyError("--resume needs --dir: the study directory to complete.")
@@ -382,7 +386,7 @@ def run_study(
 
         study_dir = Path("studies") / re.sub(r"[^A-Za-z0-9_.-]+", "_", load_study(study_file).name)
     sd = StudyDir.open(Path(study_dir), study_file and Path(study_file)) if resume else \
-        StudyDir.create(Path(study_dir), Path(study_file))
+        StudyDir.create(Path(study_dir), Path(study_file), devices)
     study = sd.study()
     sink = sink or Silent()
     with sd.runner_lock():
