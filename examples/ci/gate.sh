@@ -22,11 +22,9 @@ read -r -a SLM <<< "${SLMDEPLOY:-slmdeploy}"
 
 rm -rf "$OUT/candidate"
 mkdir -p "$OUT"
-if [ -n "${DEVICE:-}" ]; then  # the study's own device list replaced by DEVICE
-    sed -E "s|^specs = .*|specs = [\"$DEVICE\"]|" "$STUDY" > "$OUT/study.toml"
-    STUDY=$OUT/study.toml
-fi
-"${SLM[@]}" study run "$STUDY" --dir "$OUT/candidate"
+DEVICES=()
+if [ -n "${DEVICE:-}" ]; then DEVICES=(--device "$DEVICE"); fi  # instead of the study's own devices
+"${SLM[@]}" study run "$STUDY" --dir "$OUT/candidate" "${DEVICES[@]}"
 BASELINE=${BASELINE:-$OUT/candidate}
 
 status=0
