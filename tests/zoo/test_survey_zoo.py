@@ -17,7 +17,8 @@ from slmdeploy import zoo
 from slmdeploy.export.source import architecture_facts
 
 REPO = Path(__file__).resolve().parents[2]
-SURVEY_FILE = REPO.parent / "shared" / "data" / "slm-survey-architectures.json"  # ../shared, next to the checkout
+# A copy of the survey's architecture table (../shared/data/ beside the development checkout; CI has only the repo).
+SURVEY_FILE = Path(__file__).parent / "data" / "slm-survey-architectures.json"
 DOC = REPO / "docs" / "zoo.md"
 TOLERANCE = 0.15
 
