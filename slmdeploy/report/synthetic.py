@@ -9,11 +9,12 @@ and its decode steps slow down with it -- what a throttled phone looks like in a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from slmdeploy.analysis.synthetic import write_run
 
 DEVICES = [("Pixel 8", "adb:p8", 1.0), ("Galaxy S23", "adb:s23", 1.25), ("Raspberry Pi 5", "ssh:pi5", 0.35),
            ("Jetson Orin Nano", "ssh:orin", 0.6)]
@@ -96,15 +97,11 @@ def write_runs(root: str | Path, n: int, *, seed: int = 0, prompt: int = 64, gen
     for i in range(n):
         (dev_model, spec, speed), (model, params), (quant, bpp) = combos[i % len(combos)]
         run_id = f"20260101-{i // 3600:02d}{i // 60 % 60:02d}{i % 60:02d}-{model}-{quant}-{i:05d}"
-        path = root / run_id
-        path.mkdir(exist_ok=True)
         workload = {"prompt_tokens": prompt, "gen_tokens": gen, "warmup": warmup, "runs": runs, "threads": 4}
         meta = {"run_id": run_id, "status": "complete", "started_at": f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}+00:00",
                 "model": model, "params": int(params), "model_size": int(params * bpp), "runtime": "executorch",
                 "delegates": ["xnnpack"], "quant": quant, "target": f"android-arm64-{quant}", "device": spec,
                 "device_model": dev_model, "harness": "native", "workload": workload}
-        (path / "run.json").write_text(json.dumps(meta))
         events = _trace(rng, speed, params, bpp, prompt, gen, warmup, runs)
-        (path / "trace.jsonl").write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
-        out.append(path)
+        out.append(write_run(root, run_id, events, meta=meta))
     return out
