@@ -86,9 +86,12 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
         if ops:
             out["ops"] = {run_id: records(df) for run_id, df in profiles.items()}
         if survey:
+            from slmdeploy.analysis.claims import survey_claims
+            from slmdeploy.analysis.jsonsafe import clean
             from slmdeploy.report.survey import survey_tables
 
             out["survey"] = {name: records(df) for name, df in survey_tables(frame).items()}
+            out["claims"] = clean([c.to_dict() for c in survey_claims(frame)])
         emit_json(out, compact=len(frame) > MAX_RUN_LINES)  # indented JSON of 10,000 runs takes seconds
         return
     if frame.empty:
@@ -109,10 +112,13 @@ def report_cmd(paths: tuple[Path, ...], compare: bool | None, ops: bool, phase: 
         if (memory := memory_table(frame)) is not None:
             stdout.print(memory)
     if survey:
+        from slmdeploy.analysis.claims import survey_claims
+        from slmdeploy.report.claims import rich_claims
         from slmdeploy.report.survey import rich_tables, survey_tables
 
         for table in rich_tables(survey_tables(frame)):
             stdout.print(table)
+        stdout.print(rich_claims(survey_claims(frame)))
     bad = invalid_lines(frame, limit=10 if per_row else 50)
     if bad:
         n_bad = int((~frame["valid"].astype(bool)).sum())

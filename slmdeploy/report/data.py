@@ -6,18 +6,14 @@ that ``report`` and the CI gate use too); ``page_rows`` only adds what the page 
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
+
+from slmdeploy.analysis.configurations import is_number
 
 if TYPE_CHECKING:
     import pandas as pd
 
 PAGE_COLUMNS = ("model_size", "params", "harness")  # shown (size chart) besides the identity, from a row's first run
-
-
-def is_number(value: Any) -> bool:
-    """A finite int or float (not a bool): what a table cell or a chart can show."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def page_rows(frame: "pd.DataFrame") -> "pd.DataFrame":

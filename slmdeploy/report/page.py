@@ -30,7 +30,7 @@ h1{font-size:1.5em;margin-bottom:0}h3{font-size:.95em;margin:1.2em 0 0;font-weig
 .meta,.note{color:#555;font-size:.9em}.note{background:#fff8e1;border-left:3px solid #f0b400;padding:6px 10px}
 table{border-collapse:collapse;font-size:.82em;width:100%}th,td{padding:3px 6px;border-bottom:1px solid #eee;
 text-align:right;white-space:nowrap}th{background:#f6f6f6;position:sticky;top:0;white-space:normal;vertical-align:bottom}td.l,th.l{text-align:left}
-.ci{color:#777;font-size:.9em}.ok{color:#1a7f37}.bad{color:#b42318;font-weight:600}
+.ci{color:#777;font-size:.9em}.ok{color:#1a7f37}.bad{color:#b42318;font-weight:600}.unmeasured{color:#8a6100;font-weight:600}
 figure{margin:12px 0}figure svg{max-width:100%;height:auto}figcaption{font-size:.85em;color:#555}
 .scroll{max-height:480px;overflow:auto}
 """
@@ -138,6 +138,15 @@ def build_page(frame: "pd.DataFrame", *, title: str, sources: Iterable[str], per
 
         parts.append("<h2>SLM survey figures</h2>")
         for chart_id, svg, caption in survey_figures(survey_tables(frame)):
+            add(chart_id, svg, caption)
+        from slmdeploy.analysis.claims import HOLDS, UNMEASURED, survey_claims
+        from slmdeploy.report.claims import claim_figures
+
+        parts.append("<h2>SLM survey claims, measured on these runs</h2>")
+        for check, chart_id, svg, caption in claim_figures(survey_claims(frame)):
+            css = "ok" if check.verdict == HOLDS else "unmeasured" if check.verdict == UNMEASURED else "bad"
+            parts.append(f"<p class='claim' id='verdict-{check.id}'><b>{_e(check.claim)}</b>: "
+                         f"<span class='{css}'>{_e(check.verdict)}</span>. {_e(check.summary)}</p>")
             add(chart_id, svg, caption)
     parts.append("<h2>Across devices and quantizations</h2>")
     add("metrics", charts.metric_bars(rows, [("prefill_tps", "prefill tok/s"), ("decode_tps", "decode tok/s"),

@@ -14,39 +14,17 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slmdeploy.report.data import is_number as _ok
+from slmdeploy.analysis.configurations import configurations as _groups
+from slmdeploy.analysis.configurations import first_of as _first
+from slmdeploy.analysis.configurations import is_number as _ok
+from slmdeploy.analysis.configurations import median_of
 
 if TYPE_CHECKING:
     import pandas as pd
 
 FIRST_TOKENS = 50  # the survey's generation length: token indices drawn
 MAX_SERIES = 12  # configurations drawn in the per-token figure
-KEYS = ("model", "quant", "device")
 ATTENTION_ORDER = {"MHA": 0, "GQA": 1, "MQA": 2}
-
-
-def _device(r: dict[str, Any]) -> str:
-    return str(r.get("device_model") or r.get("device") or "?")
-
-
-def _median(values: list[Any]) -> float | None:
-    good = [float(v) for v in values if _ok(v)]
-    return statistics.median(good) if good else None
-
-
-def _groups(frame: "pd.DataFrame") -> dict[tuple[str, str, str], list[dict[str, Any]]]:
-    """(model, quant, device) -> its runs' records (valid runs only when any is valid)."""
-    records = frame.to_dict("records")
-    if "valid" in frame.columns and any(bool(r.get("valid")) for r in records):
-        records = [r for r in records if bool(r.get("valid"))]
-    out: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in records:
-        out.setdefault((str(r.get("model") or "?"), str(r.get("quant") or "?"), _device(r)), []).append(r)
-    return out
-
-
-def _first(runs: list[dict[str, Any]], column: str) -> Any:
-    return next((r[column] for r in runs if r.get(column) is not None and r.get(column) == r.get(column)), None)
 
 
 def latency_table(frame: "pd.DataFrame") -> "pd.DataFrame":
@@ -55,11 +33,11 @@ def latency_table(frame: "pd.DataFrame") -> "pd.DataFrame":
 
     rows = []
     for (model, quant, device), runs in _groups(frame).items():
-        tps = _median([r.get("decode_tps") for r in runs])
+        tps = median_of(runs, "decode_tps")
         rows.append({"model": model, "quant": quant, "device": device, "params": _first(runs, "params"),
                      "decode_tps": tps, "decode_ms_per_token": 1000 / tps if tps else None,
-                     "ttft_ms": _median([r.get("ttft_ms") for r in runs]),
-                     "prefill_tps": _median([r.get("prefill_tps") for r in runs]), "runs": len(runs)})
+                     "ttft_ms": median_of(runs, "ttft_ms"),
+                     "prefill_tps": median_of(runs, "prefill_tps"), "runs": len(runs)})
     return pd.DataFrame(rows, columns=["model", "quant", "device", "params", "decode_tps", "decode_ms_per_token",
                                        "ttft_ms", "prefill_tps", "runs"])
 
@@ -71,7 +49,7 @@ def memory_table(frame: "pd.DataFrame") -> "pd.DataFrame":
     rows = []
     for (model, quant, device), runs in _groups(frame).items():
         rows.append({"model": model, "quant": quant, "device": device, "vocab_size": _first(runs, "arch_vocab_size"),
-                     **{c: _median([r.get(f"mem_{c}") for r in runs])
+                     **{c: median_of(runs, f"mem_{c}")
                         for c in ("peak_mib", "weights_mib", "kv_mib", "other_mib", "before_load_mib", "work_mib")},
                      "basis": _first(runs, "mem_basis")})
     table = pd.DataFrame(rows, columns=["model", "quant", "device", "vocab_size", "peak_mib", "weights_mib", "kv_mib",

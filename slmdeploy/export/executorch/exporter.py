@@ -13,7 +13,7 @@ import torch
 
 from slmdeploy.errors import ExportError
 from slmdeploy.export.executorch import lower, quantize
-from slmdeploy.export.executorch.kv_cache import PositionedCacheLM
+from slmdeploy.export.executorch.kv_cache import PositionedCacheLM, program_cache
 from slmdeploy.export.executorch.llm_module import StaticCacheLM
 from slmdeploy.export.manifest import LLM_CONVENTION, LLMSpec, MethodSpec, TensorSpec
 from slmdeploy.export.source import ModelSource
@@ -144,6 +144,7 @@ def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: P
                 f"torch.export failed for {source.name} ({source.facts().get('architecture')}): "
                 f"{str(err).strip().splitlines()[0]}"
             ) from err
+    cache = program_cache(exported)
     path, report = _lower_and_save(exported, target, out_dir, stage)
     vocab = int(source.config["vocab_size"])
     io_in = [TensorSpec("tokens", "int64", [1, "seq"]), TensorSpec("input_pos", "int64", ["seq"])]
@@ -158,6 +159,7 @@ def export_llm(source: ModelSource, target: Target, max_seq_len: int, out_dir: P
             vocab_size=vocab,
             prefill_method="forward",
             decode_method="forward",
+            **(dict(cache_tensors=cache[0], cache_shape=cache[1], cache_dtype=cache[2]) if cache else {}),
         ),
         delegation=report,
         reference=reference,

@@ -154,3 +154,19 @@ class PositionedCacheLM(torch.nn.Module):
     def dynamic_shapes(self):
         seq = torch.export.Dim("seq", min=1, max=self.max_seq_len - 1)
         return ({1: seq}, {0: seq})
+
+
+def program_cache(exported) -> tuple[list[str], list[int], str] | None:
+    """The KV cache an exported program holds: the 4-D buffers it mutates (names, shape, dtype).
+
+    Read from the program, not the config, so the manifest states what the runtime will allocate.
+    None when the caches differ in shape or there are none.
+    """
+    tensors = {**exported.state_dict, **exported.constants}
+    caches = [(name, tensors[name]) for name in exported.graph_signature.buffers_to_mutate.values()
+              if name in tensors and tensors[name].dim() == 4]
+    shapes = {tuple(t.shape) for _, t in caches}
+    dtypes = {t.dtype for _, t in caches}
+    if not caches or len(shapes) != 1 or len(dtypes) != 1:
+        return None
+    return [name for name, _ in caches], list(shapes.pop()), str(dtypes.pop()).removeprefix("torch.")
