@@ -146,6 +146,8 @@ def _check_llm_spec(target, manifest) -> None:
             "llama.cpp/gguf", "llama_decode", "runtime", "float16")
     else:
         assert (llm.prefill_method, llm.kv_cache, llm.dynamic_prefill) == ("forward", "internal", True)
+        # read from the exported program's mutated buffers: 2 kv heads (of 4), SEQ positions, head size 16
+        assert llm.cache_shape == [1, 2, SEQ, 16] and len(llm.cache_tensors) == 2 * LAYERS
 
 
 @pytest.mark.parametrize("name", TARGETS)

@@ -105,5 +105,7 @@ def test_a_real_bench_is_split(tiny_fp32, tmp_path):
     assert row["mem_other_mib"] == pytest.approx(row["mem_peak_mib"] - row["mem_weights_mib"] - 0.5)
     assert row["mem_before_load_mib"] > 0 and row["mem_work_mib"] >= 0
     assert row["arch_attention"] == "GQA" and row["arch_vocab_size"] == 4096
+    # the cache the program holds (its mutated buffers, manifest llm.cache_*) is the same 0.5 MiB, 2 heads of 8
+    assert row["arch_cache_heads"] == 2 and row["arch_cache_mib"] == pytest.approx(0.5)
     tables = survey_tables(load_runs([result.run_dir]))
     assert len(tables["tokens"]) == 50 and tables["tokens"]["step_ms"].gt(0).all()
