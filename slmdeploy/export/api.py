@@ -99,6 +99,37 @@ def _verify(result, target: Target, source: ModelSource) -> dict[str, Any]:
     return backends.verify(result, target, source)
 
 
+def _resolve(model, target, out_dir, max_seq_len):
+    """What an export is of and where it goes: (source, target, max_seq_len, out dir, tools, target facts, cache key)."""
+    from slmdeploy.export import backends
+
+    source = resolve(model)
+    target = target if isinstance(target, Target) else load_target(target)
+    backends.preflight(target)  # a missing toolchain fails here, before any work
+    seq = int(max_seq_len or target.max_seq_len)
+    if seq < 2:
+        raise ExportError(f"max_seq_len must be at least 2, got {seq}.")
+    out = Path(out_dir) if out_dir is not None else default_out_dir(source, target, seq)
+    _check_out_dir(out)
+    tools = cache.tool_versions()
+    target_desc = target.as_dict() | {"max_seq_len": seq}
+    return source, target, seq, out, tools, target_desc, cache.cache_key(source.fingerprint, target_desc, tools)
+
+
+def cached(
+    model: str | Path | ModelSource,
+    target: str | Path | Target = DEFAULT_TARGET,
+    out_dir: str | Path | None = None,
+    *,
+    max_seq_len: int | None = None,
+    verify: bool = True,
+    strict: bool = False,
+) -> Artifact | None:
+    """``export``'s result when the export cache has it (materialized at ``out_dir``), else None: nothing is built."""
+    _source, target, _seq, out, _tools, _desc, key = _resolve(model, target, out_dir, max_seq_len)
+    return _from_cache(cache.entry_dir(key), out, target, strict=strict, verify=verify)
+
+
 def export(
     model: str | Path | ModelSource,
     target: str | Path | Target = DEFAULT_TARGET,
@@ -116,20 +147,7 @@ def export(
     returns the cached artifact (``artifact.cache_hit``) without rebuilding anything.
     ``strict`` turns any op that falls back outside the target's delegates into an error.
     """
-    from slmdeploy.export import backends
-
-    source = resolve(model)
-    target = target if isinstance(target, Target) else load_target(target)
-    backends.preflight(target)  # a missing toolchain fails here, before any work
-    seq = int(max_seq_len or target.max_seq_len)
-    if seq < 2:
-        raise ExportError(f"max_seq_len must be at least 2, got {seq}.")
-    out = Path(out_dir) if out_dir is not None else default_out_dir(source, target, seq)
-    _check_out_dir(out)
-
-    tools = cache.tool_versions()
-    target_desc = target.as_dict() | {"max_seq_len": seq}
-    key = cache.cache_key(source.fingerprint, target_desc, tools)
+    source, target, seq, out, tools, target_desc, key = _resolve(model, target, out_dir, max_seq_len)
     entry = cache.entry_dir(key)
     if not force and (hit := _from_cache(entry, out, target, strict=strict, verify=verify)) is not None:
         return hit

@@ -123,5 +123,6 @@ def verify(result, target: Target, source: ModelSource) -> dict[str, Any]:
     from slmdeploy.export.executorch import verify as et_verify
 
     if result.llm is not None:
-        return et_verify.verify_llm(result.program, result.reference, result.quantized_reference)
+        return et_verify.verify_llm(result.program, result.reference, result.quantized_reference,
+                                    *et_verify.check_lengths(result.llm.max_seq_len))
     return et_verify.verify_module(result.program, result.reference, source.example_inputs or (), result.quantized_reference)

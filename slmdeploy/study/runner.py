@@ -188,8 +188,9 @@ class Runner:
                 self._not_run(job, f"device offline at start: {self.offline[job.device]}")
 
     def _export(self, plan: Plan, jobs: list[Job]) -> None:
-        """Each (model, target) that a runnable job needs, exported once (the export cache makes repeats cheap)."""
-        from slmdeploy.export import export
+        """Each (model, target) that a runnable job needs, exported once (the export cache makes repeats cheap),
+        each build in a process of its own (isolated_export.py: memory is given back between models)."""
+        from slmdeploy.study.isolated_export import export_isolated
 
         needed = [e for e in plan.exports if any(j.export == e for j in jobs)]
         failed: dict[Export, str] = {}
@@ -198,8 +199,8 @@ class Runner:
             self.sink.emit("export_start", model=exp.model, target=exp.target, index=i, total=len(needed))
             t0 = time.monotonic()
             try:
-                art = export(exp.model, exp.target, self.sd.artifacts / artifact_name(exp),
-                             max_seq_len=self.study.max_seq_len, progress=self.progress)
+                art = export_isolated(str(exp.model), str(exp.target), self.sd.artifacts / artifact_name(exp),
+                                      max_seq_len=self.study.max_seq_len, progress=self.progress)
             except Exception as err:  # one model that cannot export must not stop a lab's whole study
                 reason = str(err) if isinstance(err, SlmdeployError) else f"{type(err).__name__}: {err}"
                 failed[exp] = reason

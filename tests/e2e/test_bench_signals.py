@@ -112,8 +112,14 @@ def _device(kind: str, lab) -> tuple[str, Path]:
     return f"adb:{lab.phone.serial}", lab.phone.device_path("/data/local/tmp/slmdeploy/runs")
 
 
-@pytest.mark.parametrize("kind", ["local", "adb"])
-@pytest.mark.parametrize("name", SIGNALS)
+def _cases(cases: list[tuple], default: set[tuple]) -> list:
+    """The default run keeps ``default``; the others are `pytest -m slow` (the same handler on another path)."""
+    return [(c if len(c) > 1 else c[0]) if c in default else pytest.param(*c, marks=pytest.mark.slow) for c in cases]
+
+
+# SIGINT and SIGTERM take one handler; over adb by default SIGTERM (SIGKILL: the recovery test below)
+@pytest.mark.parametrize("name, kind", _cases([(n, k) for n in SIGNALS for k in ("local", "adb")],
+                                              {*((n, "local") for n in SIGNALS), ("SIGTERM", "adb")}))
 def test_a_signal_in_the_middle_of_measuring(name, kind, request, lab, tiny_fp32, tmp_path):
     sig, rng = SIGNALS[name], random.Random(f"{request.node.name}-{time.time_ns()}")
     after, extra = rng.randint(1, 40), rng.uniform(0, 0.5)
@@ -139,7 +145,7 @@ def test_a_signal_in_the_middle_of_measuring(name, kind, request, lab, tiny_fp32
         assert meta["recovery"]["by"] == "report" and "ended during the run" in meta["error"]
 
 
-@pytest.mark.parametrize("name", SIGNALS)
+@pytest.mark.parametrize("name", _cases([(n,) for n in SIGNALS], {("SIGINT",), ("SIGKILL",)}))
 def test_a_signal_at_any_moment(name, request, lab, tiny_fp32, tmp_path):
     """From start-up (imports, lock, deploy) through the run and the pull to the end: same guarantees."""
     sig, rng = SIGNALS[name], random.Random(f"{request.node.name}-{time.time_ns()}")

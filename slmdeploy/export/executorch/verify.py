@@ -54,8 +54,17 @@ def _llm_positions(method, references: dict, vocab: int, prompt_len: int, decode
     return stats
 
 
+PROMPT_LEN, DECODE_STEPS = 16, 16
+
+
+def check_lengths(max_seq_len: int, prompt_len: int = PROMPT_LEN) -> tuple[int, int]:
+    """(prompt tokens, decode steps) of the parity check: 16 + 16, cut to fit a shorter cache."""
+    prompt = min(prompt_len, max(1, max_seq_len // 2))
+    return prompt, max(1, min(DECODE_STEPS, max_seq_len - prompt))
+
+
 def verify_llm(
-    program_path, reference, quantized_reference=None, prompt_len: int = 16, decode_steps: int = 16
+    program_path, reference, quantized_reference=None, prompt_len: int = PROMPT_LEN, decode_steps: int = DECODE_STEPS
 ) -> dict[str, Any]:
     """Float: logits within tolerance of eager. Quantized: top-1 agreement with the same
     quantization run in eager PyTorch (what export is responsible for), plus the agreement

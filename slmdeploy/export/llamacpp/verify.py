@@ -31,7 +31,7 @@ CONVERSION_TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "q8_0": 0.05, "q4_0": 0.05, 
 
 def _judge(path: Path, n_ctx: int, reference, quantized_reference, tolerance: float, exact: bool) -> dict[str, Any]:
     with Session(path, n_ctx, exact=exact) as session:
-        return et_verify.judge_llm(GGUFMethod(session), reference, quantized_reference,
+        return et_verify.judge_llm(GGUFMethod(session), reference, quantized_reference, *et_verify.check_lengths(n_ctx),
                                    float_tolerance=tolerance, quant_tolerance=tolerance)
 
 

@@ -47,9 +47,10 @@ class SignatureLLM:
         return [torch.from_numpy(np.array(out["logits"]))]
 
 
-def verify_llm(path: Path, llm, reference, quantized_reference=None, decode_steps: int = 16) -> dict[str, Any]:
+def verify_llm(path: Path, llm, reference, quantized_reference=None) -> dict[str, Any]:
     method = SignatureLLM(path, llm.prefill_method, llm.decode_method, llm.cache_tensors)
-    result = et_verify.judge_llm(method, reference, quantized_reference, method.prefill_len, decode_steps)
+    prompt, steps = et_verify.check_lengths(llm.max_seq_len, method.prefill_len)
+    result = et_verify.judge_llm(method, reference, quantized_reference, prompt, steps)
     result["runtime"] = "ai_edge_litert Interpreter on this CPU (XNNPACK delegate)"
     return result
 
