@@ -157,13 +157,14 @@ class PositionedCacheLM(torch.nn.Module):
 
 
 def program_cache(exported) -> tuple[list[str], list[int], str] | None:
-    """The KV cache an exported program holds: the 4-D buffers it mutates (names, shape, dtype).
+    """The KV cache an exported program holds: its 4-D buffers (names, shape, dtype).
 
     Read from the program, not the config, so the manifest states what the runtime will allocate.
-    None when the caches differ in shape or there are none.
+    (Before decomposition the graph still writes them in place, so ``buffers_to_mutate`` is empty;
+    the only 4-D buffers of a decoder are its cache.) None when they differ in shape or there are none.
     """
     tensors = {**exported.state_dict, **exported.constants}
-    caches = [(name, tensors[name]) for name in exported.graph_signature.buffers_to_mutate.values()
+    caches = [(name, tensors[name]) for name in exported.graph_signature.buffers
               if name in tensors and tensors[name].dim() == 4]
     shapes = {tuple(t.shape) for _, t in caches}
     dtypes = {t.dtype for _, t in caches}
