@@ -43,7 +43,10 @@ def _cli(*args: str) -> list[str]:
 def _start_bench(artifact: Path, device: str, runs: Path, workload: list[str] = WORKLOAD) -> subprocess.Popen:
     args = ["bench", str(artifact), "--device", device, "--runs-dir", str(runs), "--harness", "python",
             "--python", sys.executable, "--json", *workload]
-    return subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: SIGINT at its default, so Python turns it into KeyboardInterrupt. A test run started
+    # in the background of a non-interactive shell inherits SIGINT ignored, and bench rightly keeps it ignored.
+    return subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _harnesses_of(run_id: str) -> list[int]:
