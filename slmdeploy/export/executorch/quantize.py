@@ -46,15 +46,19 @@ def describe(scheme: str, options: dict[str, Any], delegates: tuple[str, ...] = 
 
 
 def apply(module: torch.nn.Module, scheme: str, options: dict[str, Any], delegates: tuple[str, ...] = ()) -> torch.nn.Module:
-    """Quantize linear layers in place; layers whose shape the group size does not divide stay float."""
+    """Quantize linear layers in place (GPT-2's Conv1D ones too); layers whose shape the group size does not
+    divide stay float."""
     if _delegate_fp16(scheme, delegates):
         return module
     if scheme in FLOAT_SCHEMES:
         return module.to(FLOAT_SCHEMES[scheme])
     from executorch.extension.llm.export.quantize import quantize_model_
 
+    from slmdeploy.export.executorch.transforms import replace_conv1d
+
     desc = describe(scheme, options)
     config_name, _ = SCHEMES[scheme]
+    replace_conv1d(module)  # GPT-2's projections are Conv1D, which the quantizers would skip
     with contextlib.redirect_stdout(io.StringIO()):  # quantize_model_ prints per-layer notes
         quantize_model_(
             module,

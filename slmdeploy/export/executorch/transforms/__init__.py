@@ -6,6 +6,7 @@ slow to run). Each keeps the math of the module it replaces; the parity check pr
 """
 
 from slmdeploy.export.executorch.transforms.attention import ATTENTION, causal_mask, use_grouped_attention
+from slmdeploy.export.executorch.transforms.conv1d import replace_conv1d
 from slmdeploy.export.executorch.transforms.rmsnorm import replace_rms_norms
 
-__all__ = ["ATTENTION", "causal_mask", "replace_rms_norms", "use_grouped_attention"]
+__all__ = ["ATTENTION", "causal_mask", "replace_conv1d", "replace_rms_norms", "use_grouped_attention"]
