@@ -70,7 +70,7 @@ def decode_vs_bytes(configs: dict[Key, list[dict[str, Any]]]) -> ClaimCheck:
     from scipy.stats import linregress
 
     claim = "decode time per token grows with the model's size in bytes"
-    points, fits = [], []
+    points, fits, most_sizes = [], [], 0
     for device, group in _by_device(configs).items():
         pts = []
         for (model, quant, _), runs in group.items():
@@ -79,7 +79,9 @@ def decode_vs_bytes(configs: dict[Key, list[dict[str, Any]]]) -> ClaimCheck:
                 pts.append({"device": device, "model": model, "quant": quant, "model_mib": size / 2**20,
                             "decode_ms_per_token": 1000 / tps})
         points += pts
-        if len({round(p["model_mib"], 1) for p in pts}) < MIN_SIZES:
+        sizes = len({round(p["model_mib"], 1) for p in pts})
+        most_sizes = max(most_sizes, sizes)
+        if sizes < MIN_SIZES:
             continue
         fit = linregress([p["model_mib"] for p in pts], [p["decode_ms_per_token"] for p in pts])
         r2 = fit.rvalue ** 2
@@ -89,7 +91,7 @@ def decode_vs_bytes(configs: dict[Key, list[dict[str, Any]]]) -> ClaimCheck:
     if not fits:
         return ClaimCheck("decode-bytes", claim, UNMEASURED,
                           f"needs >= {MIN_SIZES} model sizes with decode figures on one device "
-                          f"(largest here: {_most_sizes(points)})", points)
+                          f"(largest here: {most_sizes})", points)
     verdict = HOLDS if all(f["holds"] for f in fits) else FAILS
     text = "; ".join(f"{f['device']}: {f['slope_ms_per_mib'] * 1000:.3g} ms per GB, R^2 {f['r2']:.3f}, "
                      f"p {f['p']:.2g} over {f['sizes']} configurations" for f in fits)
@@ -97,13 +99,6 @@ def decode_vs_bytes(configs: dict[Key, list[dict[str, Any]]]) -> ClaimCheck:
         p["fit"] = next((f for f in fits if f["device"] == p["device"]), None)
     return ClaimCheck("decode-bytes", claim, verdict, f"{text} (holds at slope > 0, p < {MAX_P}, R^2 >= {MIN_R2})",
                       points)
-
-
-def _most_sizes(points: list[dict[str, Any]]) -> int:
-    per: dict[str, set[float]] = {}
-    for p in points:
-        per.setdefault(p["device"], set()).add(round(p["model_mib"], 1))
-    return max((len(s) for s in per.values()), default=0)
 
 
 def kv_shrink(configs: dict[Key, list[dict[str, Any]]]) -> ClaimCheck:
@@ -115,8 +110,8 @@ def kv_shrink(configs: dict[Key, list[dict[str, Any]]]) -> ClaimCheck:
         if model in seen or not (heads and kv_heads and cache_heads and cache_mib):
             continue
         seen.add(model)
-        mha_mib = cache_mib * heads / cache_heads  # the same cache with a key/value head per query head
-        shrink, expected = mha_mib / cache_mib, heads / kv_heads
+        shrink = heads / cache_heads  # the program's cache against one with a key/value head per query head
+        mha_mib, expected = cache_mib * shrink, heads / kv_heads
         rows.append({"model": model, "attention": first_of(runs, "arch_attention"), "heads": heads,
                      "kv_heads": kv_heads, "cache_heads": cache_heads, "cache_mib": cache_mib, "mha_mib": mha_mib,
                      "shrink": shrink, "expected": expected,

@@ -7,7 +7,7 @@ import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from slmdeploy.errors import ArtifactError, ExportError, OutputDirError
 from slmdeploy.export import cache
@@ -99,8 +99,19 @@ def _verify(result, target: Target, source: ModelSource) -> dict[str, Any]:
     return backends.verify(result, target, source)
 
 
-def _resolve(model, target, out_dir, max_seq_len):
-    """What an export is of and where it goes: (source, target, max_seq_len, out dir, tools, target facts, cache key)."""
+class _Request(NamedTuple):
+    """What an export is of, where it goes, and its key in the export cache."""
+
+    source: ModelSource
+    target: Target
+    max_seq_len: int
+    out: Path
+    tools: dict[str, str]
+    target_desc: dict[str, Any]
+    key: str
+
+
+def _request(model, target, out_dir, max_seq_len) -> _Request:
     from slmdeploy.export import backends
 
     source = resolve(model)
@@ -113,7 +124,7 @@ def _resolve(model, target, out_dir, max_seq_len):
     _check_out_dir(out)
     tools = cache.tool_versions()
     target_desc = target.as_dict() | {"max_seq_len": seq}
-    return source, target, seq, out, tools, target_desc, cache.cache_key(source.fingerprint, target_desc, tools)
+    return _Request(source, target, seq, out, tools, target_desc, cache.cache_key(source.fingerprint, target_desc, tools))
 
 
 def cached(
@@ -126,8 +137,8 @@ def cached(
     strict: bool = False,
 ) -> Artifact | None:
     """``export``'s result when the export cache has it (materialized at ``out_dir``), else None: nothing is built."""
-    _source, target, _seq, out, _tools, _desc, key = _resolve(model, target, out_dir, max_seq_len)
-    return _from_cache(cache.entry_dir(key), out, target, strict=strict, verify=verify)
+    req = _request(model, target, out_dir, max_seq_len)
+    return _from_cache(cache.entry_dir(req.key), req.out, req.target, strict=strict, verify=verify)
 
 
 def export(
@@ -147,7 +158,7 @@ def export(
     returns the cached artifact (``artifact.cache_hit``) without rebuilding anything.
     ``strict`` turns any op that falls back outside the target's delegates into an error.
     """
-    source, target, seq, out, tools, target_desc, key = _resolve(model, target, out_dir, max_seq_len)
+    source, target, seq, out, tools, target_desc, key = _request(model, target, out_dir, max_seq_len)
     entry = cache.entry_dir(key)
     if not force and (hit := _from_cache(entry, out, target, strict=strict, verify=verify)) is not None:
         return hit

@@ -9,13 +9,11 @@ from slmdeploy.analysis.claims import FAILS, HOLDS, ClaimCheck
 MAX_BARS = 12
 
 
-def _bytes_chart(check: ClaimCheck) -> str | None:
+def _bytes_chart(check: ClaimCheck) -> str:
     """Decode ms/token against model MiB, a colour per quantization, and each device's fit line."""
     from slmdeploy.report.charts import _colors, _figure, _mark, _svg
 
     pts = check.evidence
-    if not pts:
-        return None
     quants = list(dict.fromkeys(p["quant"] for p in pts))
     palette = _colors(len(quants))
     fig = _figure(6.0, 3.4, right=1.6)
@@ -55,36 +53,30 @@ def _paired_bars(labels: list[str], left: list[float], right: list[float], names
     return _svg(fig)
 
 
-def _kv_chart(check: ClaimCheck) -> str | None:
+def _kv_chart(check: ClaimCheck) -> str:
     rows = check.evidence[:MAX_BARS]
-    if not rows:
-        return None
     return _paired_bars([f"{r['model']}\n{r['heads']}/{r['kv_heads']} heads" for r in rows],
                         [r["mha_mib"] for r in rows], [r["cache_mib"] for r in rows],
                         ("multi-head cache (same layers)", "the artifact's cache"), "KV cache MiB",
                         [f"{r['shrink']:.2f}x" for r in rows])
 
 
-def _int4_chart(check: ClaimCheck) -> str | None:
+def _int4_chart(check: ClaimCheck) -> str:
     rows = check.evidence[:MAX_BARS]
-    if not rows:
-        return None
     return _paired_bars([f"{r['model']}\n{r['runtime']} {r['quant']}" for r in rows], [r["fp32_mib"] for r in rows],
                         [r["int4_mib"] for r in rows], ("fp32", "4-bit"), "model file MiB",
                         [f"{r['shrink']:.2f}x" for r in rows])
 
 
-def _prefill_chart(check: ClaimCheck) -> str | None:
+def _prefill_chart(check: ClaimCheck) -> str:
     rows = sorted(check.evidence, key=lambda r: -abs(r["change_pct"]))[:MAX_BARS]
-    if not rows:
-        return None
     return _paired_bars([f"{r['model_a']} vs\n{r['model_b']} ({r['quant']})" for r in rows],
                         [r["prefill_tps_a"] for r in rows], [r["prefill_tps_b"] for r in rows],
                         ("first model", "second model"), "prefill tok/s (median)",
                         [f"{r['change_pct']:+.0f}%" + ("" if r["differs"] else " (n.s.)") for r in rows])
 
 
-CHARTS: dict[str, tuple[Callable[[ClaimCheck], str | None], str]] = {
+CHARTS: dict[str, tuple[Callable[[ClaimCheck], str], str]] = {
     "decode-bytes": (_bytes_chart, "Decode latency per token against the model file's size, a point per "
                                    "configuration; dashed: the least-squares fit per device."),
     "gqa-kv": (_kv_chart, "The KV cache each artifact holds (its cache tensors) next to the multi-head cache of the "
@@ -97,7 +89,7 @@ CHARTS: dict[str, tuple[Callable[[ClaimCheck], str | None], str]] = {
 
 
 def claim_figures(checks: list[ClaimCheck]) -> list[tuple[ClaimCheck, str, str | None, str]]:
-    """(check, chart id, SVG or None, caption) per claim."""
+    """(check, chart id, SVG or None, caption) per claim; a check without evidence has no figure."""
     out = []
     for check in checks:
         draw, caption = CHARTS[check.id]

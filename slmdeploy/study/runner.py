@@ -199,7 +199,7 @@ class Runner:
             self.sink.emit("export_start", model=exp.model, target=exp.target, index=i, total=len(needed))
             t0 = time.monotonic()
             try:
-                art = export_isolated(str(exp.model), str(exp.target), self.sd.artifacts / artifact_name(exp),
+                art = export_isolated(exp.model, exp.target, self.sd.artifacts / artifact_name(exp),
                                       max_seq_len=self.study.max_seq_len, progress=self.progress)
             except Exception as err:  # one model that cannot export must not stop a lab's whole study
                 reason = str(err) if isinstance(err, SlmdeployError) else f"{type(err).__name__}: {err}"
