@@ -65,8 +65,9 @@ def test_a_separate_real_bench_matches_the_studys_row(gate_out, phone, tmp_path)
     bench(artifact, phone, workload=Workload(prompt_tokens=16, gen_tokens=96, warmup=1, runs=12,
                                                telemetry_interval_ms=200),
           runs_dir=tmp_path / "runs", progress=False)
+    # on a quiet host 12 x 96 tokens of llama-tiny can measure under validity's 1 s: this test is about matching
     cmp = subprocess.run([sys.executable, "-m", "slmdeploy", "compare", out / "candidate", tmp_path / "runs",
-                          "--json"], capture_output=True, text=True, timeout=300)
+                          "--json", "--include-invalid"], capture_output=True, text=True, timeout=300)
     assert cmp.returncode in (0, 1), cmp.stderr  # the host's noise decides; matching must not fail
     data = json.loads(cmp.stdout)
     assert data["matched_rows"] == 1 and not data["only_baseline"] and not data["only_candidate"]
